@@ -11,24 +11,67 @@ from devolo_mqtt.emulator.scenario import Scenario, parse_scenario
 DEMO_HOME: dict[str, Any] = {
     "seed": 7,
     "devices": [
-        {"serial": "1000000000000001", "model": "magic2_lan", "name": "Router adapter",
-         "password": "demo-secret", "plc_mac": "00:00:5E:00:53:01", "network": "home",
-         "attached_to_router": True},
-        {"serial": "1000000000000002", "model": "magic2_wifi_next", "name": "Living room",
-         "password": "demo-secret", "plc_mac": "00:00:5E:00:53:02", "network": "home",
-         "update": {"version": "7.14.1", "date": "2024-06-01", "available_after": 30,
-                    "install_seconds": 20}},
-        {"serial": "1000000000000003", "model": "magic2_wifi_6", "name": "Office",
-         "password": "demo-secret", "plc_mac": "00:00:5E:00:53:03", "network": "home"},
-        {"serial": "1000000000000004", "model": "dlan1200_lan", "name": "Garage",
-         "plc_mac": "00:00:5E:00:53:04", "network": "home"},
-        {"serial": "1000000000000005", "model": "dlan1200_wifi_ac", "name": "Garden house",
-         "password": "demo-secret", "plc_mac": "00:00:5E:00:53:05", "network": "garden",
-         "attached_to_router": True, "mesh": "garden"},
-        {"serial": "1000000000000006", "model": "dlan550_lan", "name": "Shed",
-         "plc_mac": "00:00:5E:00:53:06", "network": "garden"},
-        {"serial": "1000000000000007", "model": "repeater_ac", "name": "Attic repeater",
-         "password": "demo-secret"},
+        {
+            "serial": "1000000000000001",
+            "model": "magic2_lan",
+            "name": "Router adapter",
+            "password": "demo-secret",
+            "plc_mac": "00:00:5E:00:53:01",
+            "network": "home",
+            "attached_to_router": True,
+        },
+        {
+            "serial": "1000000000000002",
+            "model": "magic2_wifi_next",
+            "name": "Living room",
+            "password": "demo-secret",
+            "plc_mac": "00:00:5E:00:53:02",
+            "network": "home",
+            "update": {
+                "version": "7.14.1",
+                "date": "2024-06-01",
+                "available_after": 30,
+                "install_seconds": 20,
+            },
+        },
+        {
+            "serial": "1000000000000003",
+            "model": "magic2_wifi_6",
+            "name": "Office",
+            "password": "demo-secret",
+            "plc_mac": "00:00:5E:00:53:03",
+            "network": "home",
+        },
+        {
+            "serial": "1000000000000004",
+            "model": "dlan1200_lan",
+            "name": "Garage",
+            "plc_mac": "00:00:5E:00:53:04",
+            "network": "home",
+        },
+        {
+            "serial": "1000000000000005",
+            "model": "dlan1200_wifi_ac",
+            "name": "Garden house",
+            "password": "demo-secret",
+            "plc_mac": "00:00:5E:00:53:05",
+            "network": "garden",
+            "attached_to_router": True,
+            "mesh": "garden",
+        },
+        {
+            "serial": "1000000000000006",
+            "model": "dlan550_lan",
+            "name": "Shed",
+            "plc_mac": "00:00:5E:00:53:06",
+            "network": "garden",
+        },
+        {
+            "serial": "1000000000000007",
+            "model": "repeater_ac",
+            "name": "Attic repeater",
+            "password": "demo-secret",
+        },
     ],
     "stations": [
         {"mac": "3C:22:FB:11:22:01", "ap": "1000000000000002", "band": "5"},
@@ -52,10 +95,17 @@ def generated(count: int, *, base: str = "127.0.20.1", per_network: int = 8, **o
     devices = []
     for i in range(count):
         model = ("magic2_wifi_next", "magic2_lan", "dlan1200_wifi_ac")[i % 3]
-        devices.append({
-            "serial": f"2{i:015d}", "model": model, "name": f"Adapter {i}", "password": f"pw-{i}",
-            "ip": str(ipaddress.IPv4Address(first + i)), "plc_mac": f"02:00:5E:{i >> 16:02X}:{(i >> 8) & 255:02X}:{i & 255:02X}",
-            "network": f"net{i // per_network}", "attached_to_router": i % per_network == 0,
-            "mesh": f"net{i // per_network}",
-        })
+        devices.append(
+            {
+                "serial": f"2{i:015d}",
+                "model": model,
+                "name": f"Adapter {i}",
+                "password": f"pw-{i}",
+                "ip": str(ipaddress.IPv4Address(first + i)),
+                "plc_mac": f"02:00:5E:{i >> 16:02X}:{(i >> 8) & 255:02X}:{i & 255:02X}",
+                "network": f"net{i // per_network}",
+                "attached_to_router": i % per_network == 0,
+                "mesh": f"net{i // per_network}",
+            }
+        )
     return parse_scenario({"devices": devices, "seed": count, **overrides}, f"generated({count})")

@@ -78,13 +78,23 @@ def _led_set(world: World, device: EmulatedDevice, body: bytes) -> Message:
 
 def _multi_ap(world: World, device: EmulatedDevice, _: bytes) -> Message:
     controller = next((d for d in world.devices.values() if d.spec.attached_to_router and d.ip), device)
-    return WifiMultiApGetResponse(enabled=True, controller_id=colon_mac(controller.plc_mac or "0" * 12),
-                                  controller_ip=controller.ip or "")
+    return WifiMultiApGetResponse(
+        enabled=True,
+        controller_id=colon_mac(controller.plc_mac or "0" * 12),
+        controller_ip=controller.ip or "",
+    )
 
 
 def _repeated_aps(world: World, device: EmulatedDevice, _: bytes) -> Message:
-    ap = WifiRepeatedAPsGet.RepeatedAPInfo(mac_address="AA:BB:CC:DD:EE:01", ssid="home", band=WIFI_BAND_5G,
-                                           channel=36, rate=866000, signal=-55, signal_bars=4)
+    ap = WifiRepeatedAPsGet.RepeatedAPInfo(
+        mac_address="AA:BB:CC:DD:EE:01",
+        ssid="home",
+        band=WIFI_BAND_5G,
+        channel=36,
+        rate=866000,
+        signal=-55,
+        signal_bars=4,
+    )
     return WifiRepeatedAPsGet(repeated_aps=[ap])
 
 
@@ -105,38 +115,50 @@ def _uptime(world: World, device: EmulatedDevice, _: bytes) -> Message:
 def _support(world: World, device: EmulatedDevice, _: bytes) -> Message:
     layer = b"TEMPSENSORS.GENERAL.MEASURE=4150NODE.GENERAL.NUM_HOPS=1NDIM.GENERAL.N_VISIBLE_DOMAINS=0"
     item = SupportInfoDump.SupportInfoItem(label="configlayer", content=layer)
-    return SupportInfoDumpResponse(result=SupportInfoDumpResponse.SUCCESS,
-                                   info=SupportInfoDump(items=[item]))
+    return SupportInfoDumpResponse(result=SupportInfoDumpResponse.SUCCESS, info=SupportInfoDump(items=[item]))
 
 
 def _fw_check(world: World, device: EmulatedDevice, _: bytes) -> Message:
     update = device.spec.update
     if update is None or not world.update_available(device):
         return UpdateFirmwareCheck(result=UpdateFirmwareCheck.UPDATE_NOT_AVAILABLE)
-    return UpdateFirmwareCheck(result=UpdateFirmwareCheck.UPDATE_AVAILABLE,
-                               new_firmware_version=f"{update.version}_{update.date}")
+    return UpdateFirmwareCheck(
+        result=UpdateFirmwareCheck.UPDATE_AVAILABLE, new_firmware_version=f"{update.version}_{update.date}"
+    )
 
 
 def _fw_start(world: World, device: EmulatedDevice, _: bytes) -> Message:
     started = world.start_update(device)
     return UpdateFirmwareStart(
-        result=UpdateFirmwareStart.UPDATE_STARTED if started else UpdateFirmwareStart.UPDATE_NOT_AVAILABLE)
+        result=UpdateFirmwareStart.UPDATE_STARTED if started else UpdateFirmwareStart.UPDATE_NOT_AVAILABLE
+    )
 
 
 def _stations(world: World, device: EmulatedDevice, _: bytes) -> Message:
-    return WifiConnectedStationsGet(connected_stations=[
-        WifiConnectedStationsGet.ConnectedStationInfo(
-            mac_address=s.mac, vap_type=WIFI_VAP_GUEST_AP if s.wifi == "guest" else WIFI_VAP_MAIN_AP,
-            band=WIFI_BAND_2G if s.band == "2.4" else WIFI_BAND_5G, rx_rate=s.rate, tx_rate=s.rate)
-        for s in world.stations_of(device.serial)
-    ])
+    return WifiConnectedStationsGet(
+        connected_stations=[
+            WifiConnectedStationsGet.ConnectedStationInfo(
+                mac_address=s.mac,
+                vap_type=WIFI_VAP_GUEST_AP if s.wifi == "guest" else WIFI_VAP_MAIN_AP,
+                band=WIFI_BAND_2G if s.band == "2.4" else WIFI_BAND_5G,
+                rx_rate=s.rate,
+                tx_rate=s.rate,
+            )
+            for s in world.stations_of(device.serial)
+        ]
+    )
 
 
 def _guest_get(world: World, device: EmulatedDevice, _: bytes) -> Message:
     guest = device.guest
     assert guest is not None
-    return WifiGuestAccessGet(enabled=guest.enabled, remaining_duration=guest.remaining_minutes(world.now),
-                              ssid=guest.ssid, key=guest.key, wpa=WPA_2)
+    return WifiGuestAccessGet(
+        enabled=guest.enabled,
+        remaining_duration=guest.remaining_minutes(world.now),
+        ssid=guest.ssid,
+        key=guest.key,
+        wpa=WPA_2,
+    )
 
 
 def _guest_set(world: World, device: EmulatedDevice, body: bytes) -> Message:
@@ -147,12 +169,19 @@ def _guest_set(world: World, device: EmulatedDevice, body: bytes) -> Message:
 
 def _neighbors(world: World, device: EmulatedDevice, _: bytes) -> Message:
     rng = random.Random(device.serial)
-    return WifiNeighborAPsGet(neighbor_aps=[
-        WifiNeighborAPsGet.NeighborAPInfo(mac_address=f"02:00:5E:10:00:{i:02X}", ssid=f"neighbour-{i}",
-                                          band=WIFI_BAND_2G, channel=rng.choice([1, 6, 11]),
-                                          signal=rng.randint(-90, -60), signal_bars=rng.randint(1, 3))
-        for i in range(rng.randint(1, 4))
-    ])
+    return WifiNeighborAPsGet(
+        neighbor_aps=[
+            WifiNeighborAPsGet.NeighborAPInfo(
+                mac_address=f"02:00:5E:10:00:{i:02X}",
+                ssid=f"neighbour-{i}",
+                band=WIFI_BAND_2G,
+                channel=rng.choice([1, 6, 11]),
+                signal=rng.randint(-90, -60),
+                signal_bars=rng.randint(1, 3),
+            )
+            for i in range(rng.randint(1, 4))
+        ]
+    )
 
 
 def _wps(world: World, device: EmulatedDevice, _: bytes) -> Message:
@@ -163,17 +192,26 @@ def _overview(world: World, device: EmulatedDevice, _: bytes) -> Message:
     members = world.network_members(device)
     devices = [
         GetNetworkOverview.Device(
-            product_name=m.product.product, product_id=m.product.product_id, friendly_version=m.firmware,
-            full_version=f"{m.product.key} {m.firmware}_{m.firmware_date}", user_device_name=m.name,
-            mac_address=m.plc_mac or "", topology=GetNetworkOverview.Device.LOCAL if m is device
-            else GetNetworkOverview.Device.REMOTE, technology=m.product.technology,  # type: ignore[arg-type]
-            ipv4_address=m.ip or "", attached_to_router=m.spec.attached_to_router)
+            product_name=m.product.product,
+            product_id=m.product.product_id,
+            friendly_version=m.firmware,
+            full_version=f"{m.product.key} {m.firmware}_{m.firmware_date}",
+            user_device_name=m.name,
+            mac_address=m.plc_mac or "",
+            topology=GetNetworkOverview.Device.LOCAL if m is device else GetNetworkOverview.Device.REMOTE,
+            technology=m.product.technology,  # type: ignore[arg-type]
+            ipv4_address=m.ip or "",
+            attached_to_router=m.spec.attached_to_router,
+        )
         for m in members
     ]
     macs = {m.plc_mac for m in members}
     rates = [
-        GetNetworkOverview.DataRate(mac_address_from=src, mac_address_to=dst, tx_rate=link.tx, rx_rate=link.rx)
-        for (src, dst), link in world.links.items() if src in macs and dst in macs
+        GetNetworkOverview.DataRate(
+            mac_address_from=src, mac_address_to=dst, tx_rate=link.tx, rx_rate=link.rx
+        )
+        for (src, dst), link in world.links.items()
+        if src in macs and dst in macs
     ]
     return GetNetworkOverview(network=GetNetworkOverview.LogicalNetwork(devices=devices, data_rates=rates))
 

@@ -67,7 +67,9 @@ class DeviceHttpServer:
     async def start(self) -> None:
         """Listen on the device's address."""
         assert self._device.ip is not None
-        self._server = await asyncio.start_server(self._serve, self._device.ip, self._port, reuse_address=True)
+        self._server = await asyncio.start_server(
+            self._serve, self._device.ip, self._port, reuse_address=True
+        )
 
     async def close(self) -> None:
         """Stop listening and wait for open connections to end."""
@@ -84,13 +86,21 @@ class DeviceHttpServer:
                 if request is None:
                     break
                 if not self._device.reachable(self._world.now) or self._device.fault in (
-                        Fault.UNREACHABLE, Fault.VANISHED):
+                    Fault.UNREACHABLE,
+                    Fault.VANISHED,
+                ):
                     break  # close without an answer, as a device in standby or rebooting does
                 if self._device.fault is Fault.SLOW:
                     await asyncio.sleep(self._device.slow_seconds)
                 status, headers, payload = self._respond(request, body)
-                writer.write(conn.send(h11.Response(status_code=status, headers=[
-                    *headers, ("Content-Length", str(len(payload)))])) or b"")
+                writer.write(
+                    conn.send(
+                        h11.Response(
+                            status_code=status, headers=[*headers, ("Content-Length", str(len(payload)))]
+                        )
+                    )
+                    or b""
+                )
                 writer.write(conn.send(h11.Data(data=payload)) or b"")
                 writer.write(conn.send(h11.EndOfMessage()) or b"")
                 await writer.drain()
@@ -104,8 +114,9 @@ class DeviceHttpServer:
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
-    async def _read_request(self, conn: h11.Connection,
-                            reader: asyncio.StreamReader) -> tuple[h11.Request | None, bytes]:
+    async def _read_request(
+        self, conn: h11.Connection, reader: asyncio.StreamReader
+    ) -> tuple[h11.Request | None, bytes]:
         request: h11.Request | None = None
         body = b""
         while True:
@@ -163,5 +174,6 @@ class DeviceHttpServer:
         if self._device.fault is Fault.WRONG_PASSWORD:
             return False
         header = dict(request.headers).get(b"authorization")
-        return digest_ok(header.decode() if header else None, request.method.decode(), self._device.password,
-                         self._nonces)
+        return digest_ok(
+            header.decode() if header else None, request.method.decode(), self._device.password, self._nonces
+        )

@@ -42,18 +42,44 @@ def service_infos(device: EmulatedDevice, port: int) -> list[ServiceInfo]:
     server = f"devolo-{device.serial}.local."
     address = [socket.inet_aton(device.ip)]
     deviceapi = {
-        "Path": f"{api_path(device.serial)}/deviceapi", "Version": "v0", "MinorVersion": "2",
-        "Product": product.product, "Features": ",".join(product.features), "MT": product.mt,
-        "SN": device.serial, "FirmwareVersion": device.firmware, "FirmwareDate": device.firmware_date,
+        "Path": f"{api_path(device.serial)}/deviceapi",
+        "Version": "v0",
+        "MinorVersion": "2",
+        "Product": product.product,
+        "Features": ",".join(product.features),
+        "MT": product.mt,
+        "SN": device.serial,
+        "FirmwareVersion": device.firmware,
+        "FirmwareDate": device.firmware_date,
         "PS": "0x03",
     }
-    infos = [ServiceInfo(DEVICEAPI, f"{instance}.{DEVICEAPI}", port=port, properties=deviceapi,
-                         server=server, addresses=address)]
+    infos = [
+        ServiceInfo(
+            DEVICEAPI,
+            f"{instance}.{DEVICEAPI}",
+            port=port,
+            properties=deviceapi,
+            server=server,
+            addresses=address,
+        )
+    ]
     if product.plcnet and device.plc_mac:
-        plcnet = {"Path": f"{api_path(device.serial)}/plcnetapi", "Version": "v0",
-                  "PlcMacAddress": device.plc_mac, "PlcTechnology": product.plc_technology_txt}
-        infos.append(ServiceInfo(PLCNETAPI, f"{instance}.{PLCNETAPI}", port=port, properties=plcnet,
-                                 server=server, addresses=address))
+        plcnet = {
+            "Path": f"{api_path(device.serial)}/plcnetapi",
+            "Version": "v0",
+            "PlcMacAddress": device.plc_mac,
+            "PlcTechnology": product.plc_technology_txt,
+        }
+        infos.append(
+            ServiceInfo(
+                PLCNETAPI,
+                f"{instance}.{PLCNETAPI}",
+                port=port,
+                properties=plcnet,
+                server=server,
+                addresses=address,
+            )
+        )
     return infos
 
 
@@ -62,7 +88,9 @@ def _records(info: ServiceInfo) -> tuple[DNSRecord, list[DNSRecord]]:
     return info.dns_pointer(), [info.dns_service(), info.dns_text(), *info.dns_addresses()]
 
 
-def answers_for(infos: Iterable[ServiceInfo], incoming: DNSIncoming) -> tuple[list[DNSRecord], list[DNSRecord]]:
+def answers_for(
+    infos: Iterable[ServiceInfo], incoming: DNSIncoming
+) -> tuple[list[DNSRecord], list[DNSRecord]]:
     """Answers and additional records for the questions of one query."""
     answers: list[DNSRecord] = []
     additional: list[DNSRecord] = []
@@ -94,8 +122,9 @@ class ServicePointer:
         return DNSPointer(_SERVICES, 12, 1, 4500, self.service_type)
 
 
-def encode(answers: list[DNSRecord], additional: list[DNSRecord], incoming: DNSIncoming | None,
-           legacy: bool) -> list[bytes]:
+def encode(
+    answers: list[DNSRecord], additional: list[DNSRecord], incoming: DNSIncoming | None, legacy: bool
+) -> list[bytes]:
     """Encode a response; a legacy unicast reply (source port ≠ 5353) echoes the id and questions."""
     out = DNSOutgoing(_FLAGS_RESPONSE, multicast=not legacy, id_=incoming.id if legacy and incoming else 0)
     if legacy and incoming is not None:
@@ -132,8 +161,13 @@ def _udp_socket(bind: str, interface: str) -> socket.socket:
 class MdnsResponder:
     """Answers mDNS for every announcing device of the emulator."""
 
-    def __init__(self, devices: Callable[[], Iterable[EmulatedDevice]], is_live: Callable[[EmulatedDevice], bool],
-                 port: int, interface: str | None = None) -> None:
+    def __init__(
+        self,
+        devices: Callable[[], Iterable[EmulatedDevice]],
+        is_live: Callable[[EmulatedDevice], bool],
+        port: int,
+        interface: str | None = None,
+    ) -> None:
         self._devices = devices
         self._is_live = is_live
         self._port = port
@@ -149,13 +183,19 @@ class MdnsResponder:
             assert device.ip is not None
             sock = _udp_socket(device.ip, self._interface or device.ip)
             transport, _ = await loop.create_datagram_endpoint(
-                lambda d=device: _Protocol(lambda data, addr: self._on_unicast(d, data, addr)), sock=sock)
+                lambda d=device: _Protocol(lambda data, addr: self._on_unicast(d, data, addr)), sock=sock
+            )
             self._transports[device.ip] = transport
         interface = self._interface or next(iter(self._transports), "127.0.0.1")
         group = _udp_socket(MDNS_GROUP, interface)
-        group.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
-                         socket.inet_aton(MDNS_GROUP) + socket.inet_aton(interface))
-        self._group, _ = await loop.create_datagram_endpoint(lambda: _Protocol(self._on_multicast), sock=group)
+        group.setsockopt(
+            socket.IPPROTO_IP,
+            socket.IP_ADD_MEMBERSHIP,
+            socket.inet_aton(MDNS_GROUP) + socket.inet_aton(interface),
+        )
+        self._group, _ = await loop.create_datagram_endpoint(
+            lambda: _Protocol(self._on_multicast), sock=group
+        )
 
     def close(self) -> None:
         """Close every socket."""

@@ -7,7 +7,6 @@ field instead of a half-started emulator.
 from __future__ import annotations
 
 import ipaddress
-import re
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
@@ -16,20 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from devolo_mqtt.emulator.catalog import PRODUCTS
 from devolo_mqtt.errors import ConfigError
-
-_MAC = re.compile(r"^[0-9A-Fa-f]{2}([:-]?[0-9A-Fa-f]{2}){5}$")
-
-
-def normalise_mac(value: str) -> str:
-    """Return a MAC in the overview's wire form: 12 upper-case hex digits, no separators."""
-    if not _MAC.match(value):
-        raise ValueError(f"not a MAC address: {value!r}")
-    return re.sub(r"[:-]", "", value).upper()
-
-
-def colon_mac(mac: str) -> str:
-    """Return `AABBCCDDEEFF` as `AA:BB:CC:DD:EE:FF` (the form WiFi station lists use)."""
-    return ":".join(mac[i : i + 2] for i in range(0, 12, 2))
+from devolo_mqtt.mac import colon_mac, normalise_mac
 
 
 class _Strict(BaseModel):

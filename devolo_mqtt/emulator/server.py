@@ -25,8 +25,9 @@ class Emulator:
     inject faults with `emu.set_fault(serial, Fault.X)`.
     """
 
-    def __init__(self, scenario: Scenario, *, interface: str | None = None, run_clock: bool = True,
-                 speed: float = 1.0) -> None:
+    def __init__(
+        self, scenario: Scenario, *, interface: str | None = None, run_clock: bool = True, speed: float = 1.0
+    ) -> None:
         self.world = World(scenario)
         self._scenario = scenario
         self._run_clock = run_clock
@@ -52,8 +53,12 @@ class Emulator:
         if self._run_clock:
             self._clock = asyncio.create_task(self._tick(), name="devolo_mqtt.emulator.clock")
         self.started_in = time.perf_counter() - began
-        log.info("emulator_started", devices=len(self.world.devices), manageable=len(self._http),
-                 seconds=round(self.started_in, 3))
+        log.info(
+            "emulator_started",
+            devices=len(self.world.devices),
+            manageable=len(self._http),
+            seconds=round(self.started_in, 3),
+        )
 
     async def close(self) -> None:
         """Stop the clock and close every socket."""
@@ -68,8 +73,9 @@ class Emulator:
         await self.start()
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.close()
 
     async def _tick(self) -> None:

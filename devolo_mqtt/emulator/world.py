@@ -12,7 +12,8 @@ import random
 from dataclasses import dataclass, field
 
 from devolo_mqtt.emulator.catalog import PRODUCTS, Product
-from devolo_mqtt.emulator.scenario import DeviceSpec, Scenario, colon_mac
+from devolo_mqtt.emulator.scenario import DeviceSpec, Scenario
+from devolo_mqtt.mac import colon_mac
 
 LOCATE_SECONDS = 120.0
 
@@ -127,9 +128,14 @@ class World:
             if product.has_wifi:
                 guest = self.meshes.setdefault(spec.mesh, GuestWifi(spec.guest_ssid, spec.guest_key))
             self.devices[spec.serial] = EmulatedDevice(
-                spec=spec, product=product, ip=addresses.get(spec.serial), guest=guest,
-                password=spec.password, firmware=spec.firmware or product.firmware,
-                firmware_date=product.firmware_date, name=spec.name,
+                spec=spec,
+                product=product,
+                ip=addresses.get(spec.serial),
+                guest=guest,
+                password=spec.password,
+                firmware=spec.firmware or product.firmware,
+                firmware_date=product.firmware_date,
+                name=spec.name,
             )
         self.links: dict[tuple[str, str], Link] = {}
         for network in {d.network for d in scenario.devices if d.network}:
@@ -154,7 +160,8 @@ class World:
     def network_members(self, device: EmulatedDevice) -> list[EmulatedDevice]:
         """The plugged-in devices of `device`'s PLC network, `device` first."""
         others = [
-            d for d in self.devices.values()
+            d
+            for d in self.devices.values()
             if d is not device and d.spec.network == device.spec.network and d.reachable(self.now)
         ]
         return [device, *others]
@@ -166,9 +173,7 @@ class World:
     def update_available(self, device: EmulatedDevice) -> bool:
         """Whether the firmware check reports an update now."""
         update = device.spec.update
-        return (
-            update is not None and device.firmware != update.version and self.now >= update.available_after
-        )
+        return update is not None and device.firmware != update.version and self.now >= update.available_after
 
     def uptime(self, device: EmulatedDevice) -> int:
         """Seconds since the device last booted."""
@@ -240,9 +245,8 @@ class World:
 
 def _wander(rng: random.Random, value: float, base: float) -> float:
     """A bounded random walk around `base` (±25 %), rounded as devices report (1/16 Mbit/s)."""
-    step = rng.uniform(-0.03, 0.03) * base
-    bounded = min(base * 1.25, max(base * 0.75, value + step))
-    return round(bounded * 16) / 16
+    stepped = round((value + rng.uniform(-0.03, 0.03) * base) * 16) / 16
+    return min(base * 1.25, max(base * 0.75, stepped))
 
 
 __all__ = ["Fault", "World", "colon_mac"]

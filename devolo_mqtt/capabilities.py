@@ -1,0 +1,380 @@
+"""The capability table: one declaration per key drives state, Home Assistant discovery and commands.
+
+Three generic consumers read it (the poller builds state from `value`, `homeassistant.py` builds
+entities from `ha`, `commands.py` executes `parse` + `write`); nothing elsewhere names a key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from devolo_mqtt.device import DevoloClient
+from devolo_mqtt.errors import CommandError
+from devolo_mqtt.model import PLCNET, DeviceIdentity, FirmwareCheck, GuestWifi
+from devolo_mqtt.settings import PollingSettings
+
+Json = str | int | float | bool | None
+LOCATE_SECONDS = 120.0
+GUEST_MAX_MINUTES = 24 * 60
+
+
+class Readings(Protocol):
+    """What a capability may read: the device's identity, its last source data and bridge memory."""
+
+    @property
+    def identity(self) -> DeviceIdentity: ...
+
+    @property
+    def firmware(self) -> str: ...
+
+    @property
+    def now(self) -> float: ...
+
+    def data(self, source: str) -> Any: ...
+
+    locate_until: float
+    guest_duration: int
+
+
+class Target(Readings, Protocol):
+    """What a write may use: the client, plus the bridge-side memory it updates."""
+
+    @property
+    def client(self) -> DevoloClient: ...
+
+    async def refresh(self, sources: tuple[str, ...] | None = None) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """One poll of one device: what it reads, which feature gates it, how often."""
+
+    name: str
+    feature: str
+    interval: Callable[[PollingSettings], float]
+    read: Callable[[DevoloClient], Awaitable[Any]]
+    shared: bool = False  # one value across a WiFi mesh: a write refreshes every access point
+
+
+@dataclass(frozen=True, slots=True)
+class HaEntity:
+    """A capability's Home Assistant entity, as data."""
+
+    component: Literal["switch", "sensor", "binary_sensor", "number", "button", "update"]
+    name: str
+    icon: str | None = None
+    device_class: str | None = None
+    entity_category: Literal["config", "diagnostic"] | None = None
+    unit: str | None = None
+    state_class: str | None = None
+    enabled_by_default: bool = True
+    options: dict[str, Json] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Capability:
+    """One wire key."""
+
+    key: str
+    feature: str
+    kind: Literal["state", "action"] = "state"
+    value: Callable[[Readings], Json] | None = None
+    parse: Callable[[Json], Any] | None = None
+    write: Callable[[Target, Any], Awaitable[None]] | None = None
+    refresh: tuple[str, ...] = ()
+    order: int = 0  # writes of one command run by ascending order
+    ha: HaEntity | None = None
+
+    @property
+    def writable(self) -> bool:
+        """Whether `/set` accepts this key."""
+        return self.write is not None
+
+
+# --- value helpers --------------------------------------------------------------------------------
+def on_off(value: bool | None) -> str | None:
+    """A boolean as the contract's `ON`/`OFF`."""
+    return None if value is None else ("ON" if value else "OFF")
+
+
+def parse_on_off(raw: Json) -> bool:
+    """`ON`/`OFF` (any case), JSON booleans, 1/0; anything else is a bad value."""
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().upper()
+    if text in ("ON", "TRUE", "1"):
+        return True
+    if text in ("OFF", "FALSE", "0"):
+        return False
+    raise ValueError(f"expected ON or OFF, got {raw!r}")
+
+
+def parse_minutes(raw: Json) -> int:
+    """Whole minutes, 0 (no limit) to 24 h."""
+    if isinstance(raw, bool):
+        raise ValueError("expected a number of minutes")
+    try:
+        number = float(str(raw).strip())
+    except ValueError:
+        raise ValueError(f"expected a number of minutes, got {raw!r}") from None
+    if not number.is_integer() or not 0 <= number <= GUEST_MAX_MINUTES:
+        raise ValueError(f"minutes must be a whole number from 0 to {GUEST_MAX_MINUTES}")
+    return int(number)
+
+
+def parse_action(raw: Json) -> None:
+    """Actions accept any payload."""
+
+
+def _guest(r: Readings) -> GuestWifi | None:
+    data: GuestWifi | None = r.data("guest")
+    return data
+
+
+def _fw(r: Readings) -> FirmwareCheck | None:
+    data: FirmwareCheck | None = r.data("firmware")
+    return data
+
+
+# --- writes ---------------------------------------------------------------------------------------
+async def _write_leds(t: Target, on: bool) -> None:
+    await t.client.set_leds(on)
+
+
+async def _write_locate(t: Target, on: bool) -> None:
+    await t.client.locate(on)
+    t.locate_until = t.now + LOCATE_SECONDS if on else 0.0
+
+
+async def _write_guest(t: Target, on: bool) -> None:
+    await t.client.set_guest(on, t.guest_duration if on else 0)
+
+
+async def _write_guest_duration(t: Target, minutes: int) -> None:
+    t.guest_duration = minutes
+    guest = _guest(t)
+    if guest is not None and guest.enabled:
+        await t.client.set_guest(True, minutes)  # restart the running countdown with the new duration
+
+
+async def _refresh(t: Target, _: None) -> None:
+    await t.refresh(None)
+
+
+def _action(call: Callable[[DevoloClient], Awaitable[None]]) -> Callable[[Target, None], Awaitable[None]]:
+    async def write(t: Target, _: None) -> None:
+        await call(t.client)
+
+    return write
+
+
+# --- the tables -----------------------------------------------------------------------------------
+SOURCES: tuple[Source, ...] = (
+    Source("leds", "led", lambda p: p.state, lambda c: c.leds()),
+    Source("uptime", "restart", lambda p: p.state, lambda c: c.uptime()),
+    Source("guest", "wifi1", lambda p: p.state, lambda c: c.guest(), shared=True),
+    Source("neighbors", "wifi1", lambda p: p.neighbors, lambda c: c.neighbor_count()),
+    Source("firmware", "update", lambda p: p.firmware, lambda c: c.firmware_check()),
+)
+
+CAPABILITIES: tuple[Capability, ...] = (
+    Capability(
+        "leds",
+        "led",
+        value=lambda r: on_off(r.data("leds")),
+        parse=parse_on_off,
+        write=_write_leds,
+        refresh=("leds",),
+        ha=HaEntity("switch", "LEDs", icon="mdi:led-on", entity_category="config"),
+    ),
+    Capability(
+        "locate",
+        PLCNET,
+        value=lambda r: on_off(r.now < r.locate_until),
+        parse=parse_on_off,
+        write=_write_locate,
+        ha=HaEntity("switch", "Locate", icon="mdi:map-marker-radius"),
+    ),
+    Capability(
+        "guest_wifi",
+        "wifi1",
+        value=lambda r: on_off(g.enabled) if (g := _guest(r)) else None,
+        parse=parse_on_off,
+        write=_write_guest,
+        refresh=("guest",),
+        order=1,
+        ha=HaEntity("switch", "Guest WiFi", icon="mdi:wifi-lock-open"),
+    ),
+    Capability(
+        "guest_duration",
+        "wifi1",
+        value=lambda r: r.guest_duration,
+        parse=parse_minutes,
+        write=_write_guest_duration,
+        refresh=("guest",),
+        order=0,
+        ha=HaEntity(
+            "number",
+            "Guest WiFi duration",
+            icon="mdi:timer-outline",
+            entity_category="config",
+            unit="min",
+            options={"min": 0, "max": GUEST_MAX_MINUTES, "step": 1, "mode": "box"},
+        ),
+    ),
+    Capability(
+        "guest_remaining",
+        "wifi1",
+        value=lambda r: (g.remaining if g.enabled else 0) if (g := _guest(r)) else None,
+        ha=HaEntity(
+            "sensor", "Guest WiFi remaining", icon="mdi:timer-sand", unit="min", device_class="duration"
+        ),
+    ),
+    Capability(
+        "firmware",
+        "",
+        value=lambda r: r.firmware or None,
+        ha=HaEntity("sensor", "Firmware", icon="mdi:chip", entity_category="diagnostic"),
+    ),
+    Capability(
+        "update_available",
+        "update",
+        value=lambda r: f.available if (f := _fw(r)) else None,
+        ha=HaEntity(
+            "binary_sensor",
+            "Firmware update",
+            device_class="update",
+            entity_category="diagnostic",
+            enabled_by_default=False,
+        ),
+    ),
+    Capability(
+        "next_firmware",
+        "update",
+        value=lambda r: f.version if (f := _fw(r)) else None,
+        ha=HaEntity(
+            "update",
+            "Firmware",
+            entity_category="config",
+            options={"installed": "firmware", "install": "install_update"},
+        ),
+    ),
+    Capability(
+        "uptime",
+        "restart",
+        value=lambda r: r.data("uptime"),
+        ha=HaEntity(
+            "sensor",
+            "Uptime",
+            icon="mdi:timer",
+            device_class="duration",
+            unit="s",
+            state_class="total_increasing",
+            entity_category="diagnostic",
+            enabled_by_default=False,
+        ),
+    ),
+    Capability(
+        "neighbor_aps",
+        "wifi1",
+        value=lambda r: r.data("neighbors"),
+        ha=HaEntity(
+            "sensor",
+            "Neighboring WiFi networks",
+            icon="mdi:wifi-marker",
+            state_class="measurement",
+            entity_category="diagnostic",
+            enabled_by_default=False,
+        ),
+    ),
+    Capability(
+        "online",
+        "",
+        ha=HaEntity(
+            "binary_sensor",
+            "Connectivity",
+            device_class="connectivity",
+            entity_category="diagnostic",
+            options={"state_topic": "availability"},
+        ),
+    ),
+    Capability(
+        "ip",
+        "",
+        value=lambda r: r.identity.ip,
+        ha=HaEntity(
+            "sensor",
+            "IP address",
+            icon="mdi:ip-network",
+            entity_category="diagnostic",
+            enabled_by_default=False,
+        ),
+    ),
+    Capability(
+        "refresh",
+        "",
+        kind="action",
+        parse=parse_action,
+        write=_refresh,
+        ha=HaEntity("button", "Refresh", icon="mdi:refresh", entity_category="diagnostic"),
+    ),
+    Capability(
+        "restart",
+        "restart",
+        kind="action",
+        parse=parse_action,
+        write=_action(lambda c: c.restart()),
+        ha=HaEntity("button", "Restart", device_class="restart", entity_category="config"),
+    ),
+    Capability(
+        "pair",
+        PLCNET,
+        kind="action",
+        parse=parse_action,
+        write=_action(lambda c: c.pair()),
+        ha=HaEntity("button", "Start PLC pairing", icon="mdi:plus-network-outline", entity_category="config"),
+    ),
+    Capability(
+        "wps",
+        "wifi1",
+        kind="action",
+        parse=parse_action,
+        write=_action(lambda c: c.wps()),
+        ha=HaEntity("button", "Start WPS", icon="mdi:wifi-plus", entity_category="config"),
+    ),
+    Capability(
+        "install_update",
+        "update",
+        kind="action",
+        parse=parse_action,
+        write=_action(lambda c: c.install_update()),
+        refresh=("firmware",),
+    ),
+)
+
+BY_KEY: dict[str, Capability] = {c.key: c for c in CAPABILITIES}
+SOURCE_BY_NAME: dict[str, Source] = {s.name: s for s in SOURCES}
+
+
+def supported(identity: DeviceIdentity) -> list[Capability]:
+    """The capabilities a device's features allow."""
+    return [c for c in CAPABILITIES if identity.supports(c.feature)]
+
+
+def sources_for(identity: DeviceIdentity) -> list[Source]:
+    """The sources a device's features allow."""
+    return [s for s in SOURCES if identity.supports(s.feature)]
+
+
+def lookup(identity: DeviceIdentity, key: str) -> Capability:
+    """A writable capability for a command, or CommandError saying why not."""
+    capability = BY_KEY.get(key)
+    if capability is None:
+        raise CommandError(key, "unknown key")
+    if not identity.supports(capability.feature):
+        raise CommandError(key, "not supported by this device")
+    if not capability.writable:
+        raise CommandError(key, "read-only")
+    return capability

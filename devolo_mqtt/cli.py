@@ -1,0 +1,149 @@
+"""The `devolo-mqtt` command: run, discover, check-config, emulate, health."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+import structlog
+from zeroconf import IPVersion
+from zeroconf.asyncio import AsyncZeroconf
+
+from devolo_mqtt import __version__, log
+from devolo_mqtt.errors import ConfigError
+from devolo_mqtt.settings import Settings, load_settings
+
+EXIT_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="devolo-mqtt", description="devolo powerline and WiFi adapters ⇄ MQTT")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def with_config(p: argparse.ArgumentParser) -> None:
+        p.add_argument("-c", "--config", type=Path, help="YAML configuration file (env DEVOLO_MQTT_* overrides)")
+
+    with_config(sub.add_parser("run", help="run the bridge"))
+    with_config(sub.add_parser("check-config", help="validate the configuration and exit"))
+    discover = sub.add_parser("discover", help="scan the network once and print a config snippet")
+    discover.add_argument("--seconds", type=float, default=5.0, help="how long to listen (default 5)")
+    discover.add_argument("--interface", action="append", help="IPv4 address of an interface to scan on")
+    emulate = sub.add_parser("emulate", help="serve emulated devolo devices (no hardware needed)")
+    emulate.add_argument("--scenario", type=Path, help="scenario YAML (default: the demo home)")
+    emulate.add_argument("--count", type=int, help="serve N generated devices instead")
+    emulate.add_argument("--interface", help="address of the interface for multicast (default: each device's)")
+    emulate.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point."""
+    args = _parser().parse_args(argv)
+    commands: dict[str, Callable[[argparse.Namespace], int]] = {
+        "run": _cmd_run, "check-config": _cmd_check, "discover": _cmd_discover, "emulate": _cmd_emulate,
+    }
+    if args.command is None:
+        _parser().print_help()
+        return 0
+    try:
+        return commands[args.command](args)
+    except ConfigError as err:
+        print(f"devolo-mqtt: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = load_settings(args.config)
+    log.configure(settings.logging.level, settings.logging.format)
+    return settings
+
+
+def run_until_signal(factory: Callable[[], Awaitable[None]]) -> int:
+    """Run a coroutine until SIGTERM/SIGINT, then let it unwind cleanly; exit code 0."""
+
+    async def main() -> int:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        try:
+            await factory()
+        except asyncio.CancelledError:
+            structlog.get_logger("devolo_mqtt").info("stopped")
+        return 0
+
+    return asyncio.run(main())
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from devolo_mqtt.app import Bridge  # noqa: PLC0415 - keeps `--help` and `check-config` light
+
+    settings = _settings(args)
+    return run_until_signal(Bridge(settings).run)
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    manageable = sum(1 for d in settings.devices if d.manageable)
+    print(f"configuration OK: broker {settings.mqtt.host}:{settings.mqtt.port}, "
+          f"{manageable} manageable and {len(settings.devices) - manageable} non-manageable devices configured, "
+          f"mDNS discovery {'on' if settings.discovery.enabled else 'off'}")
+    return 0
+
+
+def _cmd_discover(args: argparse.Namespace) -> int:
+    from devolo_mqtt.discovery import scan  # noqa: PLC0415
+
+    log.configure("WARNING")
+
+    async def go() -> None:
+        zeroconf = AsyncZeroconf(interfaces=args.interface or ["0.0.0.0"], ip_version=IPVersion.V4Only)
+        try:
+            found = await scan(zeroconf, args.seconds)
+        finally:
+            await zeroconf.async_close()
+        if not found:
+            print("no devolo devices answered (mDNS needs the same network segment; in Docker use host networking)")
+            return
+        print(f"{'serial':<18} {'ip':<16} {'MT':<6} {'firmware':<10} product")
+        for f in found:
+            print(f"{f.serial:<18} {f.ip:<16} {f.mt:<6} {f.firmware:<10} {f.product}")
+        print("\n# paste into your config file:\ndevices:")
+        for f in found:
+            print(f'  - serial: "{f.serial}"\n    ip: {f.ip}\n    name: "{f.name}"')
+
+    asyncio.run(go())
+    return 0
+
+
+def _cmd_emulate(args: argparse.Namespace) -> int:
+    from devolo_mqtt.emulator.builtin import demo_home, generated  # noqa: PLC0415
+    from devolo_mqtt.emulator.scenario import load_scenario  # noqa: PLC0415
+    from devolo_mqtt.emulator.server import Emulator  # noqa: PLC0415
+
+    log.configure("INFO")
+    if args.scenario:
+        scenario = load_scenario(args.scenario)
+    elif args.count:
+        scenario = generated(args.count)
+    else:
+        scenario = demo_home()
+
+    async def serve() -> None:
+        async with Emulator(scenario, interface=args.interface, speed=args.speed) as emulator:
+            for device in emulator.world.devices.values():
+                where = device.ip or f"(in the PLC network of {device.spec.network})"
+                print(f"{device.serial}  {device.product.product:<28} {where}", flush=True)
+            await asyncio.Event().wait()
+
+    return run_until_signal(serve)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

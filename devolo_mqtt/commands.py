@@ -1,0 +1,138 @@
+"""Commands from `/set` topics: parse, validate every key before touching the device, write, read the
+device back, and answer on `set/result` (and the MQTT 5 response topic) — every time.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import aiomqtt
+import structlog
+
+from devolo_mqtt import capabilities
+from devolo_mqtt.capabilities import Json
+from devolo_mqtt.errors import CommandError, DeviceAuthError, DeviceProtocolError, DeviceUnavailableError
+from devolo_mqtt.poller import Command, DeviceRuntime
+
+log = structlog.get_logger("devolo_mqtt.commands")
+MAX_PAYLOAD = 4096
+
+
+def parse_command(key: str | None, message: aiomqtt.Message) -> Command:
+    """Turn a `/set` or `/set/<key>` message into a Command; CommandError says what is wrong with it."""
+    properties = message.properties
+    response_topic = getattr(properties, "ResponseTopic", None) if properties else None
+    correlation = getattr(properties, "CorrelationData", None) if properties else None
+    raw = message.payload if isinstance(message.payload, bytes) else str(message.payload or "").encode()
+    label = key or "set"
+    if message.retain:
+        raise CommandError(label, "retained command ignored (it was cleared from the broker)")
+    if len(raw) > MAX_PAYLOAD:
+        raise CommandError(label, f"payload too large ({len(raw)} bytes, at most {MAX_PAYLOAD})")
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError:
+        raise CommandError(label, "payload is not UTF-8 text") from None
+    if key is not None:
+        return Command(
+            {key: text.strip()}, single_key=True, response_topic=response_topic, correlation=correlation
+        )
+    try:
+        body = json.loads(text)
+    except ValueError:
+        raise CommandError(label, "payload is not valid JSON") from None
+    if not isinstance(body, dict) or not body:
+        raise CommandError(label, "expected a JSON object with at least one key")
+    transaction = body.pop("transaction", None)
+    if not body:
+        raise CommandError(label, "no key to set")
+    values = {str(k): v if _scalar(v) else json.dumps(v) for k, v in body.items()}
+    return Command(
+        values,
+        single_key=len(values) == 1,
+        transaction=transaction,
+        response_topic=response_topic,
+        correlation=correlation,
+    )
+
+
+def _scalar(value: Any) -> bool:
+    return value is None or isinstance(value, str | int | float | bool)
+
+
+def result_payload(
+    command: Command | None,
+    key: str | list[str],
+    status: str,
+    *,
+    error: str | None = None,
+    state: dict[str, Json] | None = None,
+) -> dict[str, Any]:
+    """The `set/result` object."""
+    payload: dict[str, Any] = {"key": key, "status": status}
+    if error is not None:
+        payload["error"] = error
+    payload["state"] = state or {}
+    payload["transaction"] = command.transaction if command else None
+    return payload
+
+
+async def execute(
+    runtime: DeviceRuntime,
+    command: Command,
+    *,
+    answer: Callable[[Command, dict[str, Any]], None],
+    shared_changed: Callable[[DeviceRuntime, str], None],
+) -> None:
+    """Run one command against one device and answer it."""
+    keys = list(command.values)
+    label: str | list[str] = keys[0] if command.single_key else keys
+    try:
+        if runtime.identity_ is None or runtime.online is False:
+            raise CommandError(keys[0], "device offline")
+        plan = []
+        for key, raw in command.values.items():
+            capability = capabilities.lookup(runtime.identity, key)
+            assert capability.parse is not None
+            try:
+                plan.append((capability, capability.parse(raw)))
+            except ValueError as err:
+                raise CommandError(key, f"bad value: {err}") from None
+        plan.sort(key=lambda item: item[0].order)
+        refresh: set[str] = set()
+        for capability, value in plan:
+            assert capability.write is not None
+            await capability.write(runtime, value)
+            refresh.update(capability.refresh)
+        if refresh:
+            await runtime.refresh(tuple(sorted(refresh)))  # read back: confirmed, not assumed
+        runtime.publish_state(force=True)
+        for source in capabilities.SOURCES:
+            if source.shared and source.name in refresh:
+                shared_changed(runtime, source.name)
+    except (CommandError, DeviceUnavailableError, DeviceAuthError, DeviceProtocolError) as err:
+        reason = _reason(err)
+        log.warning("command_failed", device=runtime.id, key=label, error=reason)
+        runtime.publish_state(force=True)  # the true state, so optimistic UIs revert
+        answer(command, result_payload(command, label, "error", error=reason, state=_subset(runtime, keys)))
+        return
+    answer(command, result_payload(command, label, "ok", state=_subset(runtime, keys)))
+
+
+def _subset(runtime: DeviceRuntime, keys: list[str]) -> dict[str, Json]:
+    state = runtime.current_state()
+    return {k: state[k] for k in keys if k in state}
+
+
+def _reason(err: Exception) -> str:
+    if isinstance(err, CommandError):
+        return err.reason
+    if isinstance(err, DeviceUnavailableError):
+        return "device unavailable"
+    if isinstance(err, DeviceAuthError):
+        return "the device rejected the password"
+    if isinstance(err, DeviceProtocolError):
+        return f"bad answer from the device: {err.reason}"
+    return str(err)

@@ -1,0 +1,250 @@
+"""Home Assistant discovery: pure payload builders from the capability table, and the ledger of what
+was published (so configs go out only when changed and removed entities are cleared).
+
+Compatibility floor: Home Assistant 2024.3+ and openHAB 4's Home Assistant binding — per-entity
+(component-based) topics, a `device` block with long-standing keys only, simple templates.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from devolo_mqtt import __version__
+from devolo_mqtt.capabilities import Capability, HaEntity, Json
+from devolo_mqtt.mac import colon_mac
+from devolo_mqtt.topics import Topics
+
+SUPPORT_URL = "https://github.com/devolo-mqtt/devolo-mqtt"
+ORIGIN = {"name": "devolo-mqtt", "sw_version": __version__, "support_url": SUPPORT_URL}
+Payload = dict[str, object]
+
+
+@dataclass(frozen=True, slots=True)
+class HaDevice:
+    """What discovery needs to know about one devolo device."""
+
+    id: str
+    serial: str
+    name: str
+    model: str
+    mt: str
+    firmware: str
+    mac: str | None
+    ip: str | None
+    capabilities: tuple[Capability, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class HaContext:
+    """Topics and identity of this bridge instance."""
+
+    topics: Topics
+    instance_id: str | None = None
+
+    def suffix(self) -> str:
+        """Appended to unique ids so several bridges can share one Home Assistant."""
+        return f"_{self.instance_id}" if self.instance_id else ""
+
+    @property
+    def bridge_identifier(self) -> str:
+        """The bridge's own device identifier."""
+        return f"devolo_mqtt_bridge{self.suffix()}"
+
+
+def bridge_device(ctx: HaContext) -> Payload:
+    """The bridge as a device of its own; every devolo device points to it with `via_device`."""
+    name = "devolo-mqtt bridge" + (f" ({ctx.instance_id})" if ctx.instance_id else "")
+    return {
+        "identifiers": [ctx.bridge_identifier],
+        "name": name,
+        "manufacturer": "devolo-mqtt",
+        "model": "devolo-mqtt",
+        "sw_version": __version__,
+    }
+
+
+def device_block(ctx: HaContext, device: HaDevice) -> Payload:
+    """The `device` block, limited to keys every supported Home Assistant/openHAB version accepts."""
+    block: Payload = {
+        "identifiers": [f"devolo_{device.serial}{ctx.suffix()}"],
+        "name": device.name,
+        "manufacturer": "devolo",
+        "model": device.model,
+        "serial_number": device.serial,
+        "via_device": ctx.bridge_identifier,
+    }
+    if device.mt:
+        block["hw_version"] = f"MT{device.mt}"
+    if device.firmware:
+        block["sw_version"] = device.firmware
+    if device.ip:
+        block["configuration_url"] = f"http://{device.ip}"
+    if device.mac:
+        block["connections"] = [["mac", colon_mac(device.mac).lower()]]
+    return block
+
+
+def _entity_base(ctx: HaContext, device: HaDevice, key: str, ha: HaEntity) -> Payload:
+    object_id = f"devolo_{device.id}_{key}".lower()
+    payload: Payload = {
+        "name": ha.name,
+        "unique_id": f"devolo_{device.serial}_{key}{ctx.suffix()}",
+        "object_id": object_id,
+        "default_entity_id": f"{ha.component}.{object_id}",
+        "device": device_block(ctx, device),
+        "origin": ORIGIN,
+        "availability_mode": "all",
+        "availability": [{"topic": ctx.topics.bridge_state}, {"topic": ctx.topics.availability(device.id)}],
+    }
+    optional: dict[str, Json] = {
+        "icon": ha.icon,
+        "device_class": ha.device_class,
+        "entity_category": ha.entity_category,
+        "unit_of_measurement": ha.unit,
+        "state_class": ha.state_class,
+    }
+    payload.update({k: v for k, v in optional.items() if v is not None})
+    if not ha.enabled_by_default:
+        payload["enabled_by_default"] = False
+    return payload
+
+
+def entity_config(ctx: HaContext, device: HaDevice, capability: Capability) -> Payload | None:
+    """One entity's discovery payload (None when the capability has no entity)."""
+    ha = capability.ha
+    if ha is None:
+        return None
+    t = ctx.topics
+    payload = _entity_base(ctx, device, capability.key, ha)
+    state_topic, template = t.state(device.id), f"{{{{ value_json.{capability.key} }}}}"
+    options = dict(ha.options)
+    if options.pop("state_topic", None) == "availability":
+        # Connectivity shows the device's own availability, so it must stay available itself.
+        payload["availability"] = [{"topic": t.bridge_state}]
+        payload.pop("availability_mode")
+        payload.update(state_topic=t.availability(device.id), payload_on="online", payload_off="offline")
+    elif ha.component == "button":
+        payload.update(command_topic=t.set(device.id, capability.key), payload_press="PRESS")
+    elif ha.component == "update":
+        installed, install = options.pop("installed"), options.pop("install")
+        payload.update(
+            state_topic=state_topic,
+            value_template=f"{{{{ value_json.{installed} }}}}",
+            latest_version_topic=state_topic,
+            latest_version_template=f"{{{{ value_json.{capability.key} or value_json.{installed} }}}}",
+            command_topic=t.set(device.id, str(install)),
+            payload_install="install",
+        )
+    elif ha.component == "binary_sensor":
+        payload.update(
+            state_topic=state_topic,
+            payload_on="ON",
+            payload_off="OFF",
+            value_template=f"{{{{ 'ON' if value_json.{capability.key} else 'OFF' }}}}",
+        )
+    else:
+        payload.update(state_topic=state_topic, value_template=template)
+        if capability.writable:
+            payload["command_topic"] = t.set(device.id, capability.key)
+        if ha.component == "switch":
+            payload.update(payload_on="ON", payload_off="OFF", state_on="ON", state_off="OFF")
+    payload.update(options)
+    return payload
+
+
+def device_configs(ctx: HaContext, device: HaDevice) -> dict[str, Payload]:
+    """Every discovery config of one device, by topic."""
+    configs: dict[str, Payload] = {}
+    for capability in device.capabilities:
+        payload = entity_config(ctx, device, capability)
+        if payload is not None and capability.ha is not None:
+            configs[ctx.topics.discovery(capability.ha.component, f"devolo_{device.id}", capability.key)] = (
+                payload
+            )
+    return configs
+
+
+def bridge_configs(ctx: HaContext) -> dict[str, Payload]:
+    """The bridge's own entity: its connection state."""
+    node = "devolo_bridge" + ctx.suffix()
+    payload: Payload = {
+        "name": "Connection state",
+        "unique_id": f"{node}_connection",
+        "object_id": f"{node}_connection",
+        "default_entity_id": f"binary_sensor.{node}_connection",
+        "device_class": "connectivity",
+        "entity_category": "diagnostic",
+        "state_topic": ctx.topics.bridge_state,
+        "payload_on": "online",
+        "payload_off": "offline",
+        "device": bridge_device(ctx),
+        "origin": ORIGIN,
+    }
+    return {ctx.topics.discovery("binary_sensor", node, "connection"): payload}
+
+
+def is_ours(ctx: HaContext, payload: bytes) -> bool:
+    """Whether a retained discovery config on the broker was published by this bridge instance."""
+    try:
+        data = json.loads(payload)
+    except ValueError:
+        return False
+    if not isinstance(data, dict):
+        return False
+    device = data.get("device")
+    if isinstance(device, dict) and ctx.bridge_identifier in (device.get("identifiers") or []):
+        return True
+    return isinstance(device, dict) and device.get("via_device") == ctx.bridge_identifier
+
+
+class DiscoveryLedger:
+    """What this bridge has published (and found on the broker from earlier runs), by topic."""
+
+    def __init__(self) -> None:
+        self.published: dict[str, str] = {}
+        self.found: dict[str, str] = {}  # ours on the broker, not (yet) confirmed by this run
+
+    def found_on_broker(self, topic: str, payload: bytes) -> None:
+        """Remember a config seen on the broker; an empty payload means it is gone."""
+        if not payload:
+            self.found.pop(topic, None)
+        elif topic not in self.published:
+            self.found[topic] = payload.decode(errors="replace")
+
+    def update(self, owner_prefix: str, configs: dict[str, Payload]) -> list[tuple[str, str]]:
+        """The (topic, payload) to publish so that `owner_prefix`'s configs become exactly `configs`.
+
+        Unchanged configs are skipped; ones no longer produced (by this run or an earlier one) get ''.
+        """
+        out: list[tuple[str, str]] = []
+        for topic, payload in configs.items():
+            text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+            if self.published.get(topic) != text or topic in self.found:
+                out.append((topic, text))
+            self.published[topic] = text
+            self.found.pop(topic, None)
+        for topic in [
+            t for t in [*self.published, *self.found] if _owned(t, owner_prefix) and t not in configs
+        ]:
+            self.published.pop(topic, None)
+            self.found.pop(topic, None)
+            out.append((topic, ""))
+        return out
+
+    def sweep(self, keep: set[str]) -> list[str]:
+        """Configs found on the broker whose node is not in `keep`: to be cleared."""
+        stale = [t for t in self.found if t.split("/")[-3] not in keep]
+        for topic in stale:
+            self.found.pop(topic)
+        return stale
+
+    def republish(self) -> list[tuple[str, str]]:
+        """Everything published, again (on request)."""
+        return list(self.published.items())
+
+
+def _owned(topic: str, owner_prefix: str) -> bool:
+    # topic: <prefix>/<component>/<node_id>/<object_id>/config; owner_prefix is a node id.
+    parts = topic.split("/")
+    return len(parts) >= 4 and parts[-3] == owner_prefix

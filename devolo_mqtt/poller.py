@@ -1,0 +1,346 @@
+"""One manageable device's life: connect, poll each source at its cadence, publish state on change,
+execute its commands one at a time, and go offline/online with one log line per transition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import structlog
+
+from devolo_mqtt import capabilities
+from devolo_mqtt.capabilities import Json, Source
+from devolo_mqtt.device import DevoloClient
+from devolo_mqtt.errors import CommandError, DeviceAuthError, DeviceProtocolError, DeviceUnavailableError
+from devolo_mqtt.model import DeviceIdentity
+from devolo_mqtt.settings import DeviceConfig, Settings
+
+log = structlog.get_logger("devolo_mqtt.poller")
+_FIRST_RETRY = 5.0
+
+
+class RuntimeHooks(Protocol):
+    """What a device runtime tells the bridge."""
+
+    def device_identified(self, runtime: DeviceRuntime) -> None: ...
+
+    def device_state(self, runtime: DeviceRuntime, state: dict[str, Json]) -> None: ...
+
+    def device_availability(self, runtime: DeviceRuntime) -> None: ...
+
+    def event(self, kind: str, data: dict[str, Json]) -> None: ...
+
+    async def execute(self, runtime: DeviceRuntime, command: Command) -> None: ...
+
+
+@dataclass
+class Command:
+    """A command for one device, as parsed from MQTT (or an internal refresh when `internal`)."""
+
+    values: dict[str, Json]
+    single_key: bool = False
+    transaction: Json = None
+    response_topic: str | None = None
+    correlation: bytes | None = None
+    internal_refresh: tuple[str, ...] = ()
+
+
+@dataclass
+class Health:
+    """Per-device figures for `bridge/health`."""
+
+    last_poll: datetime | None = None
+    last_error: str | None = None
+    latency_ms: float | None = None
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def utc_now() -> datetime:
+    """Wall-clock time for `last_seen` and events."""
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime | None) -> str | None:
+    """ISO 8601 UTC with second precision."""
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z") if moment else None
+
+
+class DeviceRuntime:
+    """Everything the bridge knows and does about one manageable device."""
+
+    def __init__(
+        self,
+        device_id: str,
+        ip: str,
+        config: DeviceConfig | None,
+        settings: Settings,
+        client_factory: Callable[[str, str], DevoloClient],
+        hooks: RuntimeHooks,
+        clock: Callable[[], float],
+    ) -> None:
+        self.id = device_id
+        self.ip = ip
+        self.config = config
+        self._settings = settings
+        self._client_factory = client_factory
+        self._hooks = hooks
+        self._clock = clock
+        self._client = client_factory(ip, settings.password_for(config))
+        self.identity_: DeviceIdentity | None = None
+        self.online: bool | None = None
+        self.overview_name = ""
+        self.health = Health()
+        self.last_seen: datetime | None = None
+        self._locate_until = 0.0
+        self.guest_duration = settings.guest_wifi.default_duration
+        self._data: dict[str, Any] = {}
+        self._retry_at = 0.0
+        self._retry_delay = _FIRST_RETRY
+        self._last_state: dict[str, Json] | None = None
+        self._last_state_at = 0.0
+        self._firmware_seen = ""
+        self._moved = asyncio.Event()
+        self._locate_changed = asyncio.Event()
+        self.commands: asyncio.Queue[Command] = asyncio.Queue(maxsize=100)
+        self._log = log.bind(device=device_id, ip=ip)
+
+    # --- what capabilities read (capabilities.Target) ------------------------------------------------
+    @property
+    def identity(self) -> DeviceIdentity:
+        """The device's identity (only read once connected)."""
+        assert self.identity_ is not None
+        return self.identity_
+
+    @property
+    def client(self) -> DevoloClient:
+        """The device's client."""
+        return self._client
+
+    @property
+    def firmware(self) -> str:
+        """Firmware as announced over mDNS now."""
+        return self._client.firmware or (self.identity_.firmware if self.identity_ else "")
+
+    @property
+    def now(self) -> float:
+        """The bridge's monotonic clock."""
+        return self._clock()
+
+    @property
+    def locate_until(self) -> float:
+        """When the emulated locate state turns OFF (the device never reports it)."""
+        return self._locate_until
+
+    @locate_until.setter
+    def locate_until(self, value: float) -> None:
+        self._locate_until = value
+        self._locate_changed.set()
+
+    def data(self, source: str) -> Any:
+        """The last value a source read (None before the first read)."""
+        return self._data.get(source)
+
+    @property
+    def name(self) -> str:
+        """Configured name, else the name set in the device, else the serial."""
+        if self.config and self.config.name:
+            return self.config.name
+        return self.overview_name or (self.identity_.serial if self.identity_ else self.id)
+
+    async def refresh(self, sources: tuple[str, ...] | None = None) -> None:
+        """Read sources now (all of them when None) and publish the result."""
+        if self.identity_ is None:
+            raise DeviceUnavailableError(self.id, "not connected yet")
+        for source in capabilities.sources_for(self.identity_):
+            if sources is None or source.name in sources:
+                await self._poll(source, force=True, raise_errors=True)
+        self.publish_state(force=True)
+
+    # --- life ----------------------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Serve commands and keep the device connected and polled until cancelled."""
+        structlog.contextvars.bind_contextvars(device=self.id)
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._command_worker(), name=f"devolo_mqtt[{self.id}].commands")
+            group.create_task(self._lifecycle(), name=f"devolo_mqtt[{self.id}].lifecycle")
+
+    def move(self, ip: str) -> None:
+        """The device showed up at another address (DHCP): reconnect there."""
+        if ip != self.ip:
+            self._log.info("device_moved", new_ip=ip)
+            self.ip = ip
+            self._moved.set()
+
+    def vanished(self) -> None:
+        """mDNS says the device left: offline until it answers again (never silently forgotten)."""
+        self._set_online(False, "left mDNS")
+
+    async def _lifecycle(self) -> None:
+        while True:
+            self._moved.clear()
+            self._client = self._client_factory(self.ip, self._settings.password_for(self.config))
+            try:
+                await self._connect()
+                async with asyncio.TaskGroup() as group:
+                    for source in capabilities.sources_for(self.identity):
+                        group.create_task(
+                            self._poller(source), name=f"devolo_mqtt[{self.id}].poll.{source.name}"
+                        )
+                    group.create_task(self._locate_watch(), name=f"devolo_mqtt[{self.id}].locate")
+                    group.create_task(self._wait_moved(), name=f"devolo_mqtt[{self.id}].moved")
+            except* _Moved:
+                pass
+            finally:
+                await self._client.close()
+
+    async def _wait_moved(self) -> None:
+        await self._moved.wait()
+        raise _Moved
+
+    async def _connect(self) -> None:
+        delay = _FIRST_RETRY
+        while True:
+            try:
+                identity = await self._client.connect()
+                break
+            except DeviceUnavailableError as err:
+                self._set_online(False, err.reason)
+                await self._sleep_or_moved(min(delay, self._settings.polling.offline_retry_max))
+                delay *= 2
+        known = self.identity_ is not None
+        self.identity_ = identity
+        self._firmware_seen = identity.firmware
+        self._log.info(
+            "device_connected" if not known else "device_reconnected",
+            serial=identity.serial,
+            product=identity.product,
+            firmware=identity.firmware,
+        )
+        self._set_online(True)
+        self._hooks.device_identified(self)
+
+    async def _sleep_or_moved(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._moved.wait(), seconds)
+        if self._moved.is_set():
+            raise _Moved
+
+    async def _poller(self, source: Source) -> None:
+        interval = source.interval(self._settings.polling)
+        while True:
+            await self._poll(source)
+            self.publish_state()
+            await asyncio.sleep(interval)
+
+    async def _poll(self, source: Source, *, force: bool = False, raise_errors: bool = False) -> None:
+        if not force and self.online is False and self._clock() < self._retry_at:
+            return  # offline: only the first poller after the back-off probes the device
+        try:
+            self._data[source.name] = await source.read(self._client)
+        except DeviceUnavailableError as err:
+            self._set_online(False, err.reason)
+            if raise_errors:
+                raise
+            return
+        except (DeviceAuthError, DeviceProtocolError, CommandError) as err:
+            self._note_error(source.name, str(err))
+            self._set_online(True)  # it answered: reachable, just unhappy
+            if raise_errors:
+                raise
+            return
+        self._clear_error(source.name)
+        self._set_online(True)
+        self.last_seen = utc_now()
+        self.health.last_poll = self.last_seen
+        if self._client.last_latency is not None:
+            self.health.latency_ms = round(self._client.last_latency * 1000, 1)
+
+    async def _locate_watch(self) -> None:
+        while True:
+            await self._locate_changed.wait()
+            self._locate_changed.clear()
+            remaining = self.locate_until - self._clock()
+            if remaining > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._locate_changed.wait(), remaining)
+                self.publish_state()
+
+    async def _command_worker(self) -> None:
+        while True:
+            command = await self.commands.get()
+            await self._hooks.execute(self, command)
+
+    # --- state and transitions -----------------------------------------------------------------------
+    def current_state(self) -> dict[str, Json]:
+        """The state object from every supported capability that has a value."""
+        if self.identity_ is None:
+            return {}
+        state: dict[str, Json] = {}
+        for capability in capabilities.supported(self.identity_):
+            if capability.kind == "state" and capability.value is not None:
+                value = capability.value(self)
+                if value is not None:
+                    state[capability.key] = value
+        return state
+
+    def publish_state(self, *, force: bool = False) -> None:
+        """Publish when a value changed, when forced, or at the heartbeat."""
+        if self.identity_ is None:
+            return
+        if self.firmware != self._firmware_seen:
+            self._firmware_seen = self.firmware
+            self._data.pop("firmware", None)  # a new firmware makes the last update check stale
+            self._log.info("firmware_changed", firmware=self.firmware)
+        state = self.current_state()
+        due = self._clock() - self._last_state_at >= self._settings.polling.heartbeat
+        if force or due or state != self._last_state:
+            previous = self._last_state or {}
+            if state.get("update_available") is True and previous.get("update_available") is not True:
+                self._hooks.event(
+                    "firmware_available", {"device": self.id, "version": state.get("next_firmware")}
+                )
+            self._last_state, self._last_state_at = state, self._clock()
+            self._hooks.device_state(self, {**state, "last_seen": iso(self.last_seen)})
+
+    def _set_online(self, online: bool, reason: str = "") -> None:
+        if online:
+            self._retry_delay = _FIRST_RETRY
+        else:
+            self._retry_at = self._clock() + min(
+                self._retry_delay, self._settings.polling.state, self._settings.polling.offline_retry_max
+            )
+            self._retry_delay *= 2
+            self.health.last_error = reason
+        if self.online is online:
+            return
+        before, self.online = self.online, online
+        if online:
+            if before is False:
+                self._log.info("device_recovered")
+            self._hooks.event("device_online", {"device": self.id})
+        else:
+            expected = self.config is not None and self.config.standby_expected
+            (self._log.info if expected else self._log.warning)(
+                "device_unavailable", reason=reason, standby_expected=expected
+            )
+            self._hooks.event("device_offline", {"device": self.id, "reason": reason})
+        self._hooks.device_availability(self)
+
+    def _note_error(self, source: str, message: str) -> None:
+        self.health.last_error = message
+        if self.health.errors.get(source) != message:
+            self.health.errors[source] = message
+            self._log.warning("device_error", source=source, error=message)
+
+    def _clear_error(self, source: str) -> None:
+        if self.health.errors.pop(source, None) is not None:
+            self._log.info("device_error_cleared", source=source)
+
+
+class _Moved(Exception):
+    """Internal: the device's address changed; reconnect."""

@@ -1,0 +1,108 @@
+"""Every MQTT topic the bridge uses: the only module that formats one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """Topic names under one base topic and discovery prefix."""
+
+    base: str = "devolo"
+    discovery_prefix: str = "homeassistant"
+    ha_status: str = "homeassistant/status"
+
+    # --- bridge --------------------------------------------------------------------------------------
+    @property
+    def bridge_state(self) -> str:
+        """`online`/`offline`, retained, also the Will."""
+        return f"{self.base}/bridge/state"
+
+    @property
+    def bridge_info(self) -> str:
+        """Version, schema and effective configuration (no secrets)."""
+        return f"{self.base}/bridge/info"
+
+    @property
+    def bridge_devices(self) -> str:
+        """Inventory of every device."""
+        return f"{self.base}/bridge/devices"
+
+    @property
+    def bridge_health(self) -> str:
+        """Per-device poll health and MQTT counters."""
+        return f"{self.base}/bridge/health"
+
+    @property
+    def bridge_event(self) -> str:
+        """Non-retained events."""
+        return f"{self.base}/bridge/event"
+
+    @property
+    def bridge_requests(self) -> str:
+        """Subscription for bridge requests."""
+        return f"{self.base}/bridge/request/#"
+
+    def bridge_response(self, op: str) -> str:
+        """Where the answer to `bridge/request/<op>` goes."""
+        return f"{self.base}/bridge/response/{op}"
+
+    def request_op(self, topic: str) -> str | None:
+        """The `<op>` of a bridge request topic, or None."""
+        prefix = f"{self.base}/bridge/request/"
+        return topic.removeprefix(prefix) if topic.startswith(prefix) else None
+
+    # --- devices -------------------------------------------------------------------------------------
+    def state(self, device_id: str) -> str:
+        """One JSON state object per device."""
+        return f"{self.base}/{device_id}"
+
+    def availability(self, device_id: str) -> str:
+        """`online`/`offline` per device."""
+        return f"{self.base}/{device_id}/availability"
+
+    def set(self, device_id: str, key: str | None = None) -> str:
+        """The command topic (JSON), or the per-key one (plain value)."""
+        return f"{self.base}/{device_id}/set" + (f"/{key}" if key else "")
+
+    def set_result(self, device_id: str) -> str:
+        """Where every command is answered."""
+        return f"{self.base}/{device_id}/set/result"
+
+    @property
+    def set_subscriptions(self) -> list[str]:
+        """Subscriptions that catch every command topic."""
+        return [f"{self.base}/+/set", f"{self.base}/+/set/+"]
+
+    def parse_set(self, topic: str) -> tuple[str, str | None] | None:
+        """`(device_id, key or None)` for a command topic; None for anything else (including results)."""
+        parts = topic.removeprefix(f"{self.base}/").split("/")
+        if not topic.startswith(f"{self.base}/") or len(parts) not in (2, 3) or parts[1] != "set":
+            return None
+        if parts[0] == "bridge" or (len(parts) == 3 and parts[2] == "result"):
+            return None
+        return parts[0], (parts[2] if len(parts) == 3 else None)
+
+    def wifi_clients(self, device_id: str) -> str:
+        """Retained client list of one access point."""
+        return f"{self.base}/{device_id}/wifi/clients"
+
+    # --- networks and presence -----------------------------------------------------------------------
+    def network_rates(self, network_id: str) -> str:
+        """Retained data-rate matrix of one PLC network."""
+        return f"{self.base}/network/{network_id}/rates"
+
+    def wifi_presence(self, mac: str) -> str:
+        """Presence of one WiFi client across all access points (`mac` lower case, no separators)."""
+        return f"{self.base}/wifi/{mac.lower()}"
+
+    # --- Home Assistant ------------------------------------------------------------------------------
+    def discovery(self, component: str, node_id: str, object_id: str) -> str:
+        """`<prefix>/<component>/<node_id>/<object_id>/config`."""
+        return f"{self.discovery_prefix}/{component}/{node_id}/{object_id}/config"
+
+    @property
+    def discovery_subscription(self) -> str:
+        """Matches every discovery config (to find our stale ones at start-up)."""
+        return f"{self.discovery_prefix}/+/+/+/config"
