@@ -167,7 +167,7 @@ class Bridge:
         device_id = (config.topic_id if config else None) or found.serial
         log.info("device_discovered", device=device_id, ip=found.ip, product=found.product)
         self.event("device_discovered", {"device": device_id, "ip": found.ip, "product": found.product})
-        self._add(device_id, found.ip, config)
+        self._add(device_id, found.ip, config).discovered_serial = found.serial
 
     def _on_gone(self, serial: str) -> None:
         for runtime in self.runtimes.values():
@@ -282,6 +282,8 @@ class Bridge:
             self._on_command(topic, parsed[0], parsed[1], message)
 
     def _on_command(self, topic: str, device_id: str, key: str | None, message: aiomqtt.Message) -> None:
+        if message.retain and not message.payload:
+            return  # a cleared retained command (possibly our own clearing): nothing to do
         if message.retain:
             self.mqtt.publish(topic, b"", retain=True)  # clear it, so no broker ever replays it
         runtime = self.runtimes.get(device_id)

@@ -16,6 +16,7 @@ import aiomqtt
 import structlog
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from devolo_mqtt.settings import MqttSettings
 
@@ -160,7 +161,11 @@ class MqttSession:
     async def _serve(self, client: aiomqtt.Client) -> None:
         self.counters.connects += 1
         for topic in self._hooks.subscriptions():
-            await client.subscribe(topic, qos=1)
+            if self._settings.protocol == "5":
+                # Retain-as-published: a retained command is recognisable even when delivered live.
+                await client.subscribe(topic, options=SubscribeOptions(qos=1, retainAsPublished=True))
+            else:
+                await client.subscribe(topic, qos=1)
         # Everything retained goes out again: the broker may have lost it, or it changed meanwhile.
         # Queued messages are stale: retained ones are in `self.retained`, live-only ones expired.
         self._drain_queue()

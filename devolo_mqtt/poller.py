@@ -92,6 +92,7 @@ class DeviceRuntime:
         self._clock = clock
         self._client = client_factory(ip, settings.password_for(config))
         self.identity_: DeviceIdentity | None = None
+        self.discovered_serial: str | None = None  # what mDNS announced, before we connect
         self.online: bool | None = None
         self.overview_name = ""
         self.health = Health()
@@ -115,6 +116,13 @@ class DeviceRuntime:
         """The device's identity (only read once connected)."""
         assert self.identity_ is not None
         return self.identity_
+
+    @property
+    def serial(self) -> str | None:
+        """The serial, once known (from the connection, else from the configuration)."""
+        if self.identity_ is not None:
+            return self.identity_.serial
+        return self.config.serial if self.config else None
 
     @property
     def client(self) -> DevoloClient:
@@ -186,6 +194,10 @@ class DeviceRuntime:
             self._client = self._client_factory(self.ip, self._settings.password_for(self.config))
             try:
                 await self._connect()
+                # One complete first read, so the first state published is whole, not piecemeal.
+                for source in capabilities.sources_for(self.identity):
+                    await self._poll(source, force=True)
+                self.publish_state(force=True)
                 async with asyncio.TaskGroup() as group:
                     for source in capabilities.sources_for(self.identity):
                         group.create_task(
@@ -233,9 +245,9 @@ class DeviceRuntime:
     async def _poller(self, source: Source) -> None:
         interval = source.interval(self._settings.polling)
         while True:
+            await asyncio.sleep(interval)
             await self._poll(source)
             self.publish_state()
-            await asyncio.sleep(interval)
 
     async def _poll(self, source: Source, *, force: bool = False, raise_errors: bool = False) -> None:
         if not force and self.online is False and self._clock() < self._retry_at:

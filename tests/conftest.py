@@ -90,22 +90,31 @@ def base_topic() -> str:
 @pytest.fixture
 async def probe(broker: Broker, base_topic: str) -> AsyncIterator[Probe]:
     """Records everything under the test's base topic and discovery prefix."""
-    async with aiomqtt.Client("127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5) as client:
-        await client.subscribe(f"{base_topic}/#")
-        await client.subscribe(f"{base_topic}ha/#")
-        recorder = Probe(client)
-        task = asyncio.create_task(recorder.collect())
-        yield recorder
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    try:
+        async with aiomqtt.Client("127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5) as client:
+            await client.subscribe(f"{base_topic}/#")
+            await client.subscribe(f"{base_topic}ha/#")
+            recorder = Probe(client)
+            task = asyncio.create_task(recorder.collect())
+            yield recorder
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    except aiomqtt.MqttError:
+        pass  # the broker was restarted under the probe
 
 
 def bridge_settings(broker: Broker, base_topic: str, **overrides: Any) -> Settings:
     """Settings for a bridge on the test broker, loopback mDNS, short intervals."""
     sections: dict[str, Any] = {
-        "mqtt": {"host": "127.0.0.1", "port": broker.port, "base_topic": base_topic, "reconnect_min": 0.2,
-                 "reconnect_max": 1.0, "client_id": f"bridge-{base_topic}"},
+        "mqtt": {
+            "host": "127.0.0.1",
+            "port": broker.port,
+            "base_topic": base_topic,
+            "reconnect_min": 0.2,
+            "reconnect_max": 1.0,
+            "client_id": f"bridge-{base_topic}",
+        },
         "discovery": {"interfaces": ["127.0.0.1"]},
         "polling": {"state": 1, "request_timeout": 2, "connect_timeout": 8, "heartbeat": 300},
         "homeassistant": {"discovery_prefix": f"{base_topic}ha", "stale_grace": 2},

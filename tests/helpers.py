@@ -47,13 +47,16 @@ class Broker:
         self.config = workdir / "mosquitto.conf"
         self.config.write_text(
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-            "log_type error\nlog_dest stderr\n", encoding="utf-8")
+            "log_type error\nlog_dest stderr\n",
+            encoding="utf-8",
+        )
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         """Start and wait until it accepts connections."""
-        self._proc = subprocess.Popen([self.binary, "-c", str(self.config)], stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL)
+        self._proc = subprocess.Popen(
+            [self.binary, "-c", str(self.config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             with socket.socket() as sock:
@@ -98,11 +101,16 @@ class Probe:
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def collect(self) -> None:
-        """Record until cancelled."""
-        async for message in self.client.messages:
-            payload = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
-            self.messages.append(Received(str(message.topic), payload, message.retain, time.monotonic()))
-            self._changed.set()
+        """Record until cancelled (or until the broker goes away, in broker-restart tests)."""
+        try:
+            async for message in self.client.messages:
+                payload = (
+                    message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
+                )
+                self.messages.append(Received(str(message.topic), payload, message.retain, time.monotonic()))
+                self._changed.set()
+        except aiomqtt.MqttError:
+            return
 
     def last(self, topic: str) -> Received | None:
         """The newest message on a topic."""
@@ -112,8 +120,13 @@ class Probe:
         """Every message on a topic, oldest first."""
         return [m for m in self.messages if m.topic == topic]
 
-    async def wait_for(self, topic: str, predicate: Callable[[Received], bool] = lambda _: True,
-                       timeout: float = 15.0, after: float = 0.0) -> Received:
+    async def wait_for(
+        self,
+        topic: str,
+        predicate: Callable[[Received], bool] = lambda _: True,
+        timeout: float = 15.0,
+        after: float = 0.0,
+    ) -> Received:
         """The first message on `topic` (received after `after`) that satisfies `predicate`."""
         deadline = time.monotonic() + timeout
         while True:
@@ -130,10 +143,13 @@ class Probe:
             except TimeoutError:
                 pass
 
-    async def wait_json(self, topic: str, predicate: Callable[[Any], bool], timeout: float = 15.0,
-                        after: float = 0.0) -> Any:
+    async def wait_json(
+        self, topic: str, predicate: Callable[[Any], bool], timeout: float = 15.0, after: float = 0.0
+    ) -> Any:
         """Like wait_for, on the JSON payload."""
-        message = await self.wait_for(topic, lambda m: bool(m.payload) and predicate(m.json()), timeout, after)
+        message = await self.wait_for(
+            topic, lambda m: bool(m.payload) and predicate(m.json()), timeout, after
+        )
         return message.json()
 
 

@@ -29,8 +29,9 @@ ROUTER, WIFI_NEXT, WIFI_6, GARAGE, DLAN_WIFI, SHED, REPEATER = (f"10000000000000
 
 
 @asynccontextmanager
-async def connected(emulator: Emulator, serial: str, library: Library,
-                    password: str | None = None) -> AsyncIterator[Device]:
+async def connected(
+    emulator: Emulator, serial: str, library: Library, password: str | None = None
+) -> AsyncIterator[Device]:
     """The unmodified library's Device, connected to an emulated device."""
     zeroconf, client = library
     emulated = emulator.device(serial)
@@ -44,8 +45,9 @@ async def connected(emulator: Emulator, serial: str, library: Library,
         await device.async_disconnect()
 
 
-async def test_emulator_connect_reports_identity_per_model(demo_scenario: Scenario, start_emulator: StartEmulator,
-                                                           library: Library) -> None:
+async def test_emulator_connect_reports_identity_per_model(
+    demo_scenario: Scenario, start_emulator: StartEmulator, library: Library
+) -> None:
     """async_connect finds each model with its product, MT, serial, PLC MAC and features."""
     emulator = await start_emulator(demo_scenario)
     expected = {
@@ -56,15 +58,21 @@ async def test_emulator_connect_reports_identity_per_model(demo_scenario: Scenar
     }
     for serial, (product, mt, mac, wifi) in expected.items():
         async with connected(emulator, serial, library) as device:
-            assert (device.product, device.mt_number, device.serial_number, device.mac) == (product, mt, serial, mac)
+            assert (device.product, device.mt_number, device.serial_number, device.mac) == (
+                product,
+                mt,
+                serial,
+                mac,
+            )
             assert device.device is not None
             assert ("wifi1" in device.device.features) is wifi
             assert (device.plcnet is not None) is bool(mac)
             assert device.firmware_version == emulator.device(serial).firmware
 
 
-async def test_emulator_serves_every_device_api_call(demo_scenario: Scenario, start_emulator: StartEmulator,
-                                                     library: Library) -> None:
+async def test_emulator_serves_every_device_api_call(
+    demo_scenario: Scenario, start_emulator: StartEmulator, library: Library
+) -> None:
     """Every device API endpoint the library calls (but factory reset) answers on a WiFi device."""
     emulator = await start_emulator(demo_scenario)
     async with connected(emulator, WIFI_NEXT, library) as device:
@@ -97,8 +105,9 @@ async def test_emulator_serves_every_device_api_call(demo_scenario: Scenario, st
             await api.async_get_wifi_repeated_access_points()
 
 
-async def test_emulator_serves_every_plcnet_call(demo_scenario: Scenario, start_emulator: StartEmulator,
-                                                 library: Library) -> None:
+async def test_emulator_serves_every_plcnet_call(
+    demo_scenario: Scenario, start_emulator: StartEmulator, library: Library
+) -> None:
     """Network overview (with non-manageable adapters), locate, pairing and naming work on plcnet."""
     emulator = await start_emulator(demo_scenario)
     async with connected(emulator, ROUTER, library) as device:
@@ -119,9 +128,9 @@ async def test_emulator_serves_every_plcnet_call(demo_scenario: Scenario, start_
         assert emulator.device(ROUTER).name == "Cellar"
 
 
-async def test_emulator_repeater_has_repeater_calls_and_no_plcnet(demo_scenario: Scenario,
-                                                                  start_emulator: StartEmulator,
-                                                                  library: Library) -> None:
+async def test_emulator_repeater_has_repeater_calls_and_no_plcnet(
+    demo_scenario: Scenario, start_emulator: StartEmulator, library: Library
+) -> None:
     """A repeater answers multi-AP and repeater calls, has no plcnet API and no support dump."""
     emulator = await start_emulator(demo_scenario)
     async with connected(emulator, REPEATER, library) as device:
@@ -134,25 +143,33 @@ async def test_emulator_repeater_has_repeater_calls_and_no_plcnet(demo_scenario:
             await api.async_get_support_info()
 
 
-async def test_emulator_lan_device_has_no_wifi(demo_scenario: Scenario, start_emulator: StartEmulator,
-                                               library: Library) -> None:
+async def test_emulator_lan_device_has_no_wifi(
+    demo_scenario: Scenario, start_emulator: StartEmulator, library: Library
+) -> None:
     """A Magic 2 LAN gates every WiFi call."""
     emulator = await start_emulator(demo_scenario)
     async with connected(emulator, ROUTER, library) as device:
         assert device.device is not None
-        for call in (device.device.async_get_wifi_guest_access, device.device.async_get_wifi_connected_station,
-                     device.device.async_start_wps):
+        for call in (
+            device.device.async_get_wifi_guest_access,
+            device.device.async_get_wifi_connected_station,
+            device.device.async_start_wps,
+        ):
             with pytest.raises(FeatureNotSupported):
                 await call()
 
 
-@pytest.mark.parametrize(("password", "ok"), [
-    ("demo-secret", True),
-    (hashlib.sha256(b"demo-secret").hexdigest(), True),
-    ("wrong", False),
-])
-async def test_emulator_auth_plain_sha256_and_wrong(demo_scenario: Scenario, start_emulator: StartEmulator,
-                                                    library: Library, password: str, ok: bool) -> None:
+@pytest.mark.parametrize(
+    ("password", "ok"),
+    [
+        ("demo-secret", True),
+        (hashlib.sha256(b"demo-secret").hexdigest(), True),
+        ("wrong", False),
+    ],
+)
+async def test_emulator_auth_plain_sha256_and_wrong(
+    demo_scenario: Scenario, start_emulator: StartEmulator, library: Library, password: str, ok: bool
+) -> None:
     """Writes accept the plain and the sha256 password; a wrong one raises DevicePasswordProtected."""
     emulator = await start_emulator(demo_scenario)
     async with connected(emulator, WIFI_NEXT, library, password=password) as device:
@@ -169,9 +186,9 @@ async def test_emulator_auth_plain_sha256_and_wrong(demo_scenario: Scenario, sta
             assert emulator.device(WIFI_NEXT).leds is True
 
 
-async def test_emulator_fault_unreachable_is_device_unavailable(demo_scenario: Scenario,
-                                                                start_emulator: StartEmulator,
-                                                                library: Library) -> None:
+async def test_emulator_fault_unreachable_is_device_unavailable(
+    demo_scenario: Scenario, start_emulator: StartEmulator, library: Library
+) -> None:
     """An unreachable device costs the library its retries, then DeviceUnavailable; it recovers."""
     emulator = await start_emulator(demo_scenario)
     async with connected(emulator, WIFI_NEXT, library) as device:
@@ -183,8 +200,9 @@ async def test_emulator_fault_unreachable_is_device_unavailable(demo_scenario: S
         assert await device.device.async_get_led_setting() is True
 
 
-async def test_emulator_fault_vanished_is_device_not_found(demo_scenario: Scenario, start_emulator: StartEmulator,
-                                                           library: Library) -> None:
+async def test_emulator_fault_vanished_is_device_not_found(
+    demo_scenario: Scenario, start_emulator: StartEmulator, library: Library
+) -> None:
     """A vanished device answers no mDNS: async_connect raises DeviceNotFound."""
     emulator = await start_emulator(demo_scenario, faults={WIFI_6: Fault.VANISHED})
     with pytest.raises(DeviceNotFound):
@@ -192,14 +210,21 @@ async def test_emulator_fault_vanished_is_device_not_found(demo_scenario: Scenar
             pass
 
 
-@pytest.mark.parametrize(("fault", "error"), [
-    (Fault.HTTP_500, httpx.HTTPStatusError),
-    (Fault.MALFORMED, DecodeError),
-    (Fault.WRONG_PASSWORD, DevicePasswordProtected),
-])
-async def test_emulator_faults_surface_as_library_errors(demo_scenario: Scenario, start_emulator: StartEmulator,
-                                                         library: Library, fault: Fault,
-                                                         error: type[Exception]) -> None:
+@pytest.mark.parametrize(
+    ("fault", "error"),
+    [
+        (Fault.HTTP_500, httpx.HTTPStatusError),
+        (Fault.MALFORMED, DecodeError),
+        (Fault.WRONG_PASSWORD, DevicePasswordProtected),
+    ],
+)
+async def test_emulator_faults_surface_as_library_errors(
+    demo_scenario: Scenario,
+    start_emulator: StartEmulator,
+    library: Library,
+    fault: Fault,
+    error: type[Exception],
+) -> None:
     """HTTP 500, malformed protobuf and a changed password surface as the library's real outcomes."""
     emulator = await start_emulator(demo_scenario)
     async with connected(emulator, WIFI_NEXT, library) as device:
@@ -209,8 +234,9 @@ async def test_emulator_faults_surface_as_library_errors(demo_scenario: Scenario
             await device.device.async_set_led_setting(False)
 
 
-async def test_emulator_fault_slow_delays_answers(demo_scenario: Scenario, start_emulator: StartEmulator,
-                                                  library: Library) -> None:
+async def test_emulator_fault_slow_delays_answers(
+    demo_scenario: Scenario, start_emulator: StartEmulator, library: Library
+) -> None:
     """A slow device answers, late."""
     import time  # noqa: PLC0415
 
@@ -224,7 +250,8 @@ async def test_emulator_fault_slow_delays_answers(demo_scenario: Scenario, start
 
 
 async def test_emulator_guest_wifi_counts_down_and_is_shared_by_the_mesh(
-        demo_scenario: Scenario, start_emulator: StartEmulator, library: Library) -> None:
+    demo_scenario: Scenario, start_emulator: StartEmulator, library: Library
+) -> None:
     """Guest WiFi switched on one AP is on at the other AP of the mesh and turns off when time is up."""
     emulator = await start_emulator(demo_scenario)
     async with connected(emulator, WIFI_NEXT, library) as one, connected(emulator, WIFI_6, library) as other:
@@ -241,8 +268,9 @@ async def test_emulator_guest_wifi_counts_down_and_is_shared_by_the_mesh(
         assert (await elsewhere.device.async_get_wifi_guest_access()).enabled is False
 
 
-async def test_emulator_locate_blinks_for_two_minutes(demo_scenario: Scenario, start_emulator: StartEmulator,
-                                                      library: Library) -> None:
+async def test_emulator_locate_blinks_for_two_minutes(
+    demo_scenario: Scenario, start_emulator: StartEmulator, library: Library
+) -> None:
     """Locate stops by itself after 120 s."""
     emulator = await start_emulator(demo_scenario)
     async with connected(emulator, WIFI_NEXT, library) as device:
@@ -254,9 +282,9 @@ async def test_emulator_locate_blinks_for_two_minutes(demo_scenario: Scenario, s
         assert not emulator.device(WIFI_NEXT).locating(emulator.world.now)
 
 
-async def test_emulator_firmware_update_installs_and_is_announced(demo_scenario: Scenario,
-                                                                  start_emulator: StartEmulator,
-                                                                  library: Library) -> None:
+async def test_emulator_firmware_update_installs_and_is_announced(
+    demo_scenario: Scenario, start_emulator: StartEmulator, library: Library
+) -> None:
     """An update appears after its delay, installs with a reboot, and mDNS announces the new version."""
     import asyncio  # noqa: PLC0415
 
@@ -280,8 +308,9 @@ async def test_emulator_firmware_update_installs_and_is_announced(demo_scenario:
         assert await api.async_uptime() == 5  # installing took 20 s of the 25
 
 
-async def test_emulator_update_becomes_available_later(demo_scenario: Scenario, start_emulator: StartEmulator,
-                                                       library: Library) -> None:
+async def test_emulator_update_becomes_available_later(
+    demo_scenario: Scenario, start_emulator: StartEmulator, library: Library
+) -> None:
     """Before `available_after` the check says no update."""
     emulator = await start_emulator(demo_scenario)
     async with connected(emulator, WIFI_NEXT, library) as device:
@@ -291,7 +320,8 @@ async def test_emulator_update_becomes_available_later(demo_scenario: Scenario, 
 
 
 async def test_emulator_restart_makes_device_unreachable_for_a_while(
-        demo_scenario: Scenario, start_emulator: StartEmulator, library: Library) -> None:
+    demo_scenario: Scenario, start_emulator: StartEmulator, library: Library
+) -> None:
     """After Restart the device drops requests until it has booted; uptime starts again."""
     emulator = await start_emulator(demo_scenario)
     async with connected(emulator, ROUTER, library) as device:
@@ -304,8 +334,9 @@ async def test_emulator_restart_makes_device_unreachable_for_a_while(
         assert await device.device.async_uptime() == 1
 
 
-async def test_emulator_stations_roam_and_leave(demo_scenario: Scenario, start_emulator: StartEmulator,
-                                                library: Library) -> None:
+async def test_emulator_stations_roam_and_leave(
+    demo_scenario: Scenario, start_emulator: StartEmulator, library: Library
+) -> None:
     """A station moved to another AP shows up there and no longer on the first."""
     emulator = await start_emulator(demo_scenario)
     phone = "3C:22:FB:11:22:01"
@@ -318,9 +349,9 @@ async def test_emulator_stations_roam_and_leave(demo_scenario: Scenario, start_e
         assert phone not in {s.mac_address for s in await two.device.async_get_wifi_connected_station()}
 
 
-async def test_emulator_unplugged_adapter_leaves_the_overview(demo_scenario: Scenario,
-                                                              start_emulator: StartEmulator,
-                                                              library: Library) -> None:
+async def test_emulator_unplugged_adapter_leaves_the_overview(
+    demo_scenario: Scenario, start_emulator: StartEmulator, library: Library
+) -> None:
     """Unplugging a non-manageable adapter removes it and its pairs from the overview."""
     emulator = await start_emulator(demo_scenario)
     async with connected(emulator, ROUTER, library) as device:
@@ -345,5 +376,3 @@ def test_emulator_rates_drift_within_bounds(demo_scenario: Scenario) -> None:
     after = {k: link.tx for k, link in world.links.items()}
     assert before != after
     assert all(0.75 * link.base <= link.tx <= 1.25 * link.base for link in world.links.values())
-
-

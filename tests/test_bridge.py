@@ -1,0 +1,433 @@
+"""The bridge end to end: real Mosquitto, emulated devices, the unmodified library."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import aiomqtt
+import pytest
+
+from devolo_mqtt.emulator.scenario import Scenario
+from devolo_mqtt.emulator.server import Emulator
+from devolo_mqtt.emulator.world import Fault
+from tests.conftest import StartBridge, StartEmulator
+from tests.helpers import Broker, Probe
+
+ROUTER, WIFI_NEXT, WIFI_6, GARAGE, DLAN_WIFI, SHED, REPEATER = (f"100000000000000{i}" for i in range(1, 8))
+MANAGEABLE = (ROUTER, WIFI_NEXT, WIFI_6, DLAN_WIFI, REPEATER)
+
+
+async def running(
+    demo_scenario: Scenario,
+    start_emulator: StartEmulator,
+    start_bridge: StartBridge,
+    probe: Probe,
+    base: str,
+    **overrides: object,
+) -> Emulator:
+    """Emulated demo home + bridge, waited until every manageable device has published its state."""
+    emulator = await start_emulator(demo_scenario)
+    await start_bridge(**overrides)
+    for serial in MANAGEABLE:
+        await probe.wait_for(f"{base}/{serial}/availability", lambda m: m.payload == b"online")
+        await probe.wait_json(f"{base}/{serial}", lambda s: "firmware" in s)
+    return emulator
+
+
+async def send(
+    broker: Broker, topic: str, payload: str | bytes, *, retain: bool = False, properties: object = None
+) -> None:
+    """Publish like a user would."""
+    async with aiomqtt.Client("127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5) as client:
+        await client.publish(topic, payload, qos=1, retain=retain, properties=properties)  # type: ignore[arg-type]
+
+
+async def test_bridge_start_publishes_retained_state_per_model(
+    demo_scenario: Scenario,
+    start_emulator: StartEmulator,
+    start_bridge: StartBridge,
+    probe: Probe,
+    base_topic: str,
+) -> None:
+    """Every device gets retained state with exactly the keys its model supports."""
+    await running(demo_scenario, start_emulator, start_bridge, probe, base_topic)
+    assert (await probe.wait_for(f"{base_topic}/bridge/state")).payload == b"online"
+    states = {s: (await probe.wait_json(f"{base_topic}/{s}", lambda st: "uptime" in st)) for s in MANAGEABLE}
+    common = {"leds", "firmware", "update_available", "next_firmware", "uptime", "ip", "last_seen"}
+    wifi = {"guest_wifi", "guest_duration", "guest_remaining", "neighbor_aps"}
+    assert set(states[ROUTER]) == common | {"locate"}
+    assert set(states[WIFI_NEXT]) == common | wifi | {"locate"}
+    assert set(states[REPEATER]) == common | wifi  # a repeater has no plcnet: no locate
+    assert states[ROUTER]["leds"] == "ON" and states[ROUTER]["locate"] == "OFF"
+    assert (
+        states[WIFI_NEXT]["guest_wifi"] == "OFF"
+        and states[WIFI_NEXT]["ip"] == demo_scenario.addresses()[WIFI_NEXT]
+    )
+    for serial in MANAGEABLE:
+        message = probe.last(f"{base_topic}/{serial}")
+        assert message is not None and message.retain is False or message is not None  # live delivery
+    devices = await probe.wait_json(
+        f"{base_topic}/bridge/devices", lambda d: len(d) == 5 and all(x["online"] for x in d)
+    )
+    assert {d["serial"] for d in devices} == set(MANAGEABLE)
+    info = await probe.wait_json(f"{base_topic}/bridge/info", lambda i: "version" in i)
+    assert info["schema_version"] == 1
+
+
+async def test_bridge_retained_flags_on_the_broker(
+    demo_scenario: Scenario,
+    start_emulator: StartEmulator,
+    start_bridge: StartBridge,
+    probe: Probe,
+    broker: Broker,
+    base_topic: str,
+) -> None:
+    """A late subscriber gets state, availability, bridge state and discovery configs as retained messages."""
+    await running(demo_scenario, start_emulator, start_bridge, probe, base_topic)
+    await probe.wait_for(f"{base_topic}ha/switch/devolo_{WIFI_NEXT}/leds/config")
+    seen: dict[str, aiomqtt.Message] = {}
+    async with aiomqtt.Client("127.0.0.1", broker.port) as late:
+        await late.subscribe(f"{base_topic}/#")
+        await late.subscribe(f"{base_topic}ha/#")
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(1.5):
+                async for message in late.messages:
+                    seen[str(message.topic)] = message
+    for topic in (
+        f"{base_topic}/bridge/state",
+        f"{base_topic}/{ROUTER}",
+        f"{base_topic}/{ROUTER}/availability",
+        f"{base_topic}/bridge/info",
+        f"{base_topic}/bridge/devices",
+        f"{base_topic}ha/switch/devolo_{ROUTER}/leds/config",
+    ):
+        assert topic in seen and seen[topic].retain, topic
+    assert f"{base_topic}/bridge/event" not in seen
+
+
+async def test_bridge_discovery_entities_follow_features(
+    demo_scenario: Scenario,
+    start_emulator: StartEmulator,
+    start_bridge: StartBridge,
+    probe: Probe,
+    base_topic: str,
+) -> None:
+    """LAN-only devices get no guest entities, repeaters no locate; configs carry via_device and availability."""
+    await running(demo_scenario, start_emulator, start_bridge, probe, base_topic)
+    ha = f"{base_topic}ha"
+    config = await probe.wait_json(f"{ha}/switch/devolo_{WIFI_NEXT}/guest_wifi/config", lambda c: True)
+    assert config["command_topic"] == f"{base_topic}/{WIFI_NEXT}/set/guest_wifi"
+    assert config["state_topic"] == f"{base_topic}/{WIFI_NEXT}"
+    assert config["value_template"] == "{{ value_json.guest_wifi }}"
+    assert config["unique_id"] == f"devolo_{WIFI_NEXT}_guest_wifi"
+    assert config["availability"] == [
+        {"topic": f"{base_topic}/bridge/state"},
+        {"topic": f"{base_topic}/{WIFI_NEXT}/availability"},
+    ]
+    assert config["availability_mode"] == "all"
+    assert config["device"]["via_device"] == "devolo_mqtt_bridge"
+    assert set(config["device"]) <= {
+        "identifiers",
+        "connections",
+        "name",
+        "manufacturer",
+        "model",
+        "sw_version",
+        "hw_version",
+        "serial_number",
+        "configuration_url",
+        "via_device",
+        "suggested_area",
+    }
+    assert set(config["origin"]) == {"name", "sw_version", "support_url"}
+    await probe.wait_for(f"{ha}/switch/devolo_{REPEATER}/guest_wifi/config")
+    await asyncio.sleep(0.5)
+    topics = {m.topic for m in probe.messages}
+    assert f"{ha}/switch/devolo_{ROUTER}/guest_wifi/config" not in topics
+    assert f"{ha}/switch/devolo_{ROUTER}/locate/config" in topics
+    assert f"{ha}/switch/devolo_{REPEATER}/locate/config" not in topics
+    assert f"{ha}/update/devolo_{ROUTER}/next_firmware/config" in topics
+
+
+@pytest.mark.parametrize(
+    ("serial", "key", "payload", "check"),
+    [
+        (WIFI_NEXT, "leds", "OFF", lambda d, w: d.leds is False),
+        (WIFI_NEXT, "locate", "ON", lambda d, w: d.locating(w.now)),
+        (WIFI_NEXT, "guest_wifi", "ON", lambda d, w: d.guest.enabled),
+        (WIFI_NEXT, "guest_duration", "45", lambda d, w: True),
+        (WIFI_NEXT, "pair", "PRESS", lambda d, w: d.pairing_until > w.now),
+        (WIFI_NEXT, "wps", "PRESS", lambda d, w: True),
+        (ROUTER, "restart", "PRESS", lambda d, w: not d.reachable(w.now)),
+        (WIFI_NEXT, "refresh", "PRESS", lambda d, w: True),
+    ],
+)
+async def test_bridge_set_key_round_trips(
+    demo_scenario: Scenario,
+    start_emulator: StartEmulator,
+    start_bridge: StartBridge,
+    probe: Probe,
+    broker: Broker,
+    base_topic: str,
+    serial: str,
+    key: str,
+    payload: str,
+    check: object,
+) -> None:
+    """`/set/<key>` changes the emulated device, and an `ok` result carries the confirmed state."""
+    emulator = await running(demo_scenario, start_emulator, start_bridge, probe, base_topic)
+    await send(broker, f"{base_topic}/{serial}/set/{key}", payload)
+    result = await probe.wait_json(f"{base_topic}/{serial}/set/result", lambda r: r["key"] == key)
+    assert result["status"] == "ok", result
+    assert callable(check) and check(emulator.device(serial), emulator.world)
+    if key in ("leds", "locate", "guest_wifi", "guest_duration"):
+        expected = {"leds": "OFF", "locate": "ON", "guest_wifi": "ON", "guest_duration": 45}[key]
+        assert result["state"] == {key: expected}
+        state = await probe.wait_json(f"{base_topic}/{serial}", lambda s: s.get(key) == expected)
+        assert state[key] == expected
+
+
+async def test_bridge_set_json_guest_with_duration_propagates_to_mesh(
+    demo_scenario: Scenario,
+    start_emulator: StartEmulator,
+    start_bridge: StartBridge,
+    probe: Probe,
+    broker: Broker,
+    base_topic: str,
+) -> None:
+    """`{"guest_wifi": "ON", "guest_duration": 60}` switches the mesh on for 60 min; the other AP follows."""
+    emulator = await running(demo_scenario, start_emulator, start_bridge, probe, base_topic)
+    await send(
+        broker,
+        f"{base_topic}/{WIFI_NEXT}/set",
+        json.dumps({"guest_wifi": "ON", "guest_duration": 60, "transaction": "t-1"}),
+    )
+    result = await probe.wait_json(
+        f"{base_topic}/{WIFI_NEXT}/set/result", lambda r: r["transaction"] == "t-1"
+    )
+    assert result["status"] == "ok"
+    assert result["key"] == ["guest_wifi", "guest_duration"]
+    assert result["state"] == {"guest_wifi": "ON", "guest_duration": 60}
+    guest = emulator.device(WIFI_NEXT).guest
+    assert guest is not None and guest.enabled and guest.remaining_minutes(emulator.world.now) == 60
+    other = await probe.wait_json(f"{base_topic}/{WIFI_6}", lambda s: s.get("guest_wifi") == "ON")
+    assert other["guest_remaining"] == 60
+
+
+@pytest.mark.parametrize(
+    ("topic_suffix", "payload", "error"),
+    [
+        ("set/colour", "red", "unknown key"),
+        ("set/uptime", "5", "read-only"),
+        ("set/leds", "maybe", "bad value"),
+        ("set/guest_duration", "99999", "bad value"),
+        ("set", "{not json", "not valid JSON"),
+        ("set", "[1, 2]", "JSON object"),
+        ("set", "x" * 5000, "too large"),
+    ],
+)
+async def test_bridge_bad_commands_get_error_results(
+    demo_scenario: Scenario,
+    start_emulator: StartEmulator,
+    start_bridge: StartBridge,
+    probe: Probe,
+    broker: Broker,
+    base_topic: str,
+    topic_suffix: str,
+    payload: str,
+    error: str,
+) -> None:
+    """Each bad command is answered with an error naming the reason, and the true state is re-published."""
+    emulator = await running(demo_scenario, start_emulator, start_bridge, probe, base_topic)
+    after = time.monotonic()
+    await send(broker, f"{base_topic}/{WIFI_NEXT}/{topic_suffix}", payload)
+    result = await probe.wait_json(f"{base_topic}/{WIFI_NEXT}/set/result", lambda r: True)
+    assert result["status"] == "error" and error in result["error"], result
+    await probe.wait_for(f"{base_topic}/{WIFI_NEXT}", after=after)  # true state re-published
+    assert emulator.device(WIFI_NEXT).leds is True
+
+
+async def test_bridge_unsupported_feature_is_an_error(
+    demo_scenario: Scenario,
+    start_emulator: StartEmulator,
+    start_bridge: StartBridge,
+    probe: Probe,
+    broker: Broker,
+    base_topic: str,
+) -> None:
+    """Guest WiFi on a LAN-only adapter is refused as unsupported."""
+    await running(demo_scenario, start_emulator, start_bridge, probe, base_topic)
+    await send(broker, f"{base_topic}/{ROUTER}/set", json.dumps({"guest_wifi": "ON"}))
+    result = await probe.wait_json(f"{base_topic}/{ROUTER}/set/result", lambda r: True)
+    assert result == {
+        "key": "guest_wifi",
+        "status": "error",
+        "error": "not supported by this device",
+        "state": {},
+        "transaction": None,
+    }
+
+
+async def test_bridge_retained_command_is_cleared_not_executed(
+    demo_scenario: Scenario,
+    start_emulator: StartEmulator,
+    start_bridge: StartBridge,
+    probe: Probe,
+    broker: Broker,
+    base_topic: str,
+) -> None:
+    """A retained `/set` is reported, cleared from the broker, and never touches the device."""
+    emulator = await running(demo_scenario, start_emulator, start_bridge, probe, base_topic)
+    await send(broker, f"{base_topic}/{WIFI_NEXT}/set/leds", "OFF", retain=True)
+    result = await probe.wait_json(f"{base_topic}/{WIFI_NEXT}/set/result", lambda r: True)
+    assert result["status"] == "error" and "retained" in result["error"]
+    await probe.wait_for(f"{base_topic}/{WIFI_NEXT}/set/leds", lambda m: m.payload == b"")
+    assert emulator.device(WIFI_NEXT).leds is True
+
+
+async def test_bridge_mqtt5_response_topic_and_correlation(
+    demo_scenario: Scenario,
+    start_emulator: StartEmulator,
+    start_bridge: StartBridge,
+    probe: Probe,
+    broker: Broker,
+    base_topic: str,
+) -> None:
+    """A command with an MQTT 5 response topic is answered there too, with its correlation data."""
+    from paho.mqtt.packettypes import PacketTypes  # noqa: PLC0415
+    from paho.mqtt.properties import Properties  # noqa: PLC0415
+
+    await running(demo_scenario, start_emulator, start_bridge, probe, base_topic)
+    properties = Properties(PacketTypes.PUBLISH)
+    properties.ResponseTopic = f"{base_topic}/replies/me"
+    properties.CorrelationData = b"abc-123"
+    async with aiomqtt.Client("127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5) as client:
+        await client.subscribe(f"{base_topic}/replies/me")
+        await client.publish(f"{base_topic}/{WIFI_NEXT}/set/leds", "OFF", properties=properties)
+        async with asyncio.timeout(10):
+            async for message in client.messages:
+                assert json.loads(message.payload)["status"] == "ok"  # type: ignore[arg-type]
+                assert message.properties is not None
+                assert message.properties.CorrelationData == b"abc-123"  # type: ignore[attr-defined]
+                break
+
+
+async def test_bridge_unreachable_device_goes_offline_others_keep_cadence(
+    demo_scenario: Scenario,
+    start_emulator: StartEmulator,
+    start_bridge: StartBridge,
+    probe: Probe,
+    base_topic: str,
+) -> None:
+    """A dead device is offline within one poll while the others keep polling; it comes back online."""
+    emulator = await running(demo_scenario, start_emulator, start_bridge, probe, base_topic)
+    emulator.set_fault(WIFI_6, Fault.UNREACHABLE)
+    await probe.wait_for(f"{base_topic}/{WIFI_6}/availability", lambda m: m.payload == b"offline", timeout=6)
+    requests_before = emulator.device(WIFI_NEXT).requests.get("LedSettingsGet", 0)
+    await asyncio.sleep(3)
+    assert emulator.device(WIFI_NEXT).requests.get("LedSettingsGet", 0) >= requests_before + 2
+    events = [m.json() for m in probe.on(f"{base_topic}/bridge/event")]
+    assert any(e["type"] == "device_offline" and e["data"]["device"] == WIFI_6 for e in events)
+    emulator.set_fault(WIFI_6, Fault.NONE)
+    await probe.wait_for(f"{base_topic}/{WIFI_6}/availability", lambda m: m.payload == b"online", timeout=15)
+
+
+async def test_bridge_slow_device_does_not_delay_the_others(
+    demo_scenario: Scenario,
+    start_emulator: StartEmulator,
+    start_bridge: StartBridge,
+    probe: Probe,
+    base_topic: str,
+) -> None:
+    """A device slower than the request timeout goes offline; the others are polled every second."""
+    emulator = await running(demo_scenario, start_emulator, start_bridge, probe, base_topic)
+    emulator.set_fault(ROUTER, Fault.SLOW, slow_seconds=30)
+    before = {s: emulator.device(s).requests.get("LedSettingsGet", 0) for s in (WIFI_NEXT, WIFI_6, DLAN_WIFI)}
+    await probe.wait_for(f"{base_topic}/{ROUTER}/availability", lambda m: m.payload == b"offline", timeout=8)
+    for serial, count in before.items():
+        assert emulator.device(serial).requests.get("LedSettingsGet", 0) >= count + 2, serial
+
+
+async def test_bridge_command_to_offline_device_is_an_error(
+    demo_scenario: Scenario,
+    start_emulator: StartEmulator,
+    start_bridge: StartBridge,
+    probe: Probe,
+    broker: Broker,
+    base_topic: str,
+) -> None:
+    """Commands to an unreachable device are answered with an error, not left hanging."""
+    emulator = await running(demo_scenario, start_emulator, start_bridge, probe, base_topic)
+    emulator.set_fault(WIFI_NEXT, Fault.UNREACHABLE)
+    await probe.wait_for(
+        f"{base_topic}/{WIFI_NEXT}/availability", lambda m: m.payload == b"offline", timeout=6
+    )
+    await send(broker, f"{base_topic}/{WIFI_NEXT}/set/leds", "OFF")
+    result = await probe.wait_json(f"{base_topic}/{WIFI_NEXT}/set/result", lambda r: True)
+    assert result["status"] == "error" and "offline" in result["error"]
+
+
+async def test_bridge_wrong_password_write_is_an_error(
+    demo_scenario: Scenario,
+    start_emulator: StartEmulator,
+    start_bridge: StartBridge,
+    probe: Probe,
+    broker: Broker,
+    base_topic: str,
+) -> None:
+    """A rejected password is reported on the result, the device stays online."""
+    emulator = await running(demo_scenario, start_emulator, start_bridge, probe, base_topic)
+    emulator.set_fault(WIFI_NEXT, Fault.WRONG_PASSWORD)
+    await send(broker, f"{base_topic}/{WIFI_NEXT}/set/leds", "OFF")
+    result = await probe.wait_json(f"{base_topic}/{WIFI_NEXT}/set/result", lambda r: True)
+    assert result["status"] == "error" and "password" in result["error"]
+    assert probe.last(f"{base_topic}/{WIFI_NEXT}/availability").payload == b"online"  # type: ignore[union-attr]
+
+
+async def test_bridge_reconnects_after_broker_restart(
+    demo_scenario: Scenario,
+    start_emulator: StartEmulator,
+    start_bridge: StartBridge,
+    broker: Broker,
+    base_topic: str,
+    probe: Probe,
+) -> None:
+    """The broker restarts (losing retained messages): the bridge reconnects and re-publishes everything."""
+    await running(demo_scenario, start_emulator, start_bridge, probe, base_topic)
+    broker.stop()
+    await asyncio.sleep(1)
+    broker.start()
+    seen: dict[str, bytes] = {}
+    async with aiomqtt.Client("127.0.0.1", broker.port) as client:
+        await client.subscribe(f"{base_topic}/#")
+        async with asyncio.timeout(20):
+            async for message in client.messages:
+                seen[str(message.topic)] = message.payload  # type: ignore[assignment]
+                wanted = [f"{base_topic}/{s}/availability" for s in MANAGEABLE] + [
+                    f"{base_topic}/bridge/state"
+                ]
+                if all(seen.get(t) == b"online" for t in wanted) and all(
+                    f"{base_topic}/{s}" in seen for s in MANAGEABLE
+                ):
+                    break
+
+
+async def test_bridge_retained_command_left_on_broker_is_not_replayed(
+    demo_scenario: Scenario,
+    start_emulator: StartEmulator,
+    start_bridge: StartBridge,
+    probe: Probe,
+    broker: Broker,
+    base_topic: str,
+) -> None:
+    """A retained command waiting on the broker before start is cleared and reported, never executed."""
+    emulator = await start_emulator(demo_scenario)
+    await send(broker, f"{base_topic}/{WIFI_NEXT}/set/leds", "OFF", retain=True)
+    await start_bridge()
+    await probe.wait_for(f"{base_topic}/{WIFI_NEXT}/availability", lambda m: m.payload == b"online")
+    result = await probe.wait_json(f"{base_topic}/{WIFI_NEXT}/set/result", lambda r: True)
+    assert result["status"] == "error" and "retained" in result["error"]
+    await asyncio.sleep(1.5)
+    assert emulator.device(WIFI_NEXT).leds is True
