@@ -97,14 +97,23 @@ class Bridge:
 
     def _add(self, device_id: str, ip: str, config: DeviceConfig | None) -> DeviceRuntime:
         assert self._group is not None
-        runtime = DeviceRuntime(device_id, ip, config, self.settings, self._client, self, self._clock)
+        runtime = DeviceRuntime(
+            device_id,
+            ip,
+            config,
+            settings=self.settings,
+            client_factory=self._client,
+            hooks=self,
+            clock=self._clock,
+        )
         self.runtimes[device_id] = runtime
         self._group.create_task(self._supervise(runtime), name=f"devolo_mqtt[{device_id}]")
         self._publish_inventory()
         return runtime
 
     def _client(self, ip: str, password: str) -> DevoloClient:
-        assert self._zeroconf is not None and self._http is not None
+        assert self._zeroconf is not None
+        assert self._http is not None
         REDACTOR.add(password)
         p = self.settings.polling
         return DevoloClient(
@@ -124,7 +133,7 @@ class Bridge:
             try:
                 await runtime.run()
             except* Exception as group:
-                log.error("device_task_crashed", device=runtime.id, exc_info=group)
+                log.exception("device_task_crashed", device=runtime.id, errors=len(group.exceptions))
                 runtime.vanished()
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.settings.polling.offline_retry_max)

@@ -114,7 +114,7 @@ def parse_on_off(raw: Json) -> bool:
 def parse_minutes(raw: Json) -> int:
     """Whole minutes, 0 (no limit) to 24 h."""
     if isinstance(raw, bool):
-        raise ValueError("expected a number of minutes")
+        raise ValueError("expected a number of minutes")  # noqa: TRY004 - callers report ValueError as "bad value"
     try:
         number = float(str(raw).strip())
     except ValueError:

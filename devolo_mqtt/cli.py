@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import structlog
-from zeroconf import IPVersion
+from zeroconf import InterfaceChoice, IPVersion
 from zeroconf.asyncio import AsyncZeroconf
 
 from devolo_mqtt import __version__, log
@@ -21,12 +21,16 @@ EXIT_CONFIG = 2
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="devolo-mqtt", description="devolo powerline and WiFi adapters ⇄ MQTT")
+    parser = argparse.ArgumentParser(
+        prog="devolo-mqtt", description="devolo powerline and WiFi adapters ⇄ MQTT"
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def with_config(p: argparse.ArgumentParser) -> None:
-        p.add_argument("-c", "--config", type=Path, help="YAML configuration file (env DEVOLO_MQTT_* overrides)")
+        p.add_argument(
+            "-c", "--config", type=Path, help="YAML configuration file (env DEVOLO_MQTT_* overrides)"
+        )
 
     with_config(sub.add_parser("run", help="run the bridge"))
     with_config(sub.add_parser("check-config", help="validate the configuration and exit"))
@@ -36,7 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     emulate = sub.add_parser("emulate", help="serve emulated devolo devices (no hardware needed)")
     emulate.add_argument("--scenario", type=Path, help="scenario YAML (default: the demo home)")
     emulate.add_argument("--count", type=int, help="serve N generated devices instead")
-    emulate.add_argument("--interface", help="address of the interface for multicast (default: each device's)")
+    emulate.add_argument(
+        "--interface", help="address of the interface for multicast (default: each device's)"
+    )
     emulate.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second")
     return parser
 
@@ -45,7 +51,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point."""
     args = _parser().parse_args(argv)
     commands: dict[str, Callable[[argparse.Namespace], int]] = {
-        "run": _cmd_run, "check-config": _cmd_check, "discover": _cmd_discover, "emulate": _cmd_emulate,
+        "run": _cmd_run,
+        "check-config": _cmd_check,
+        "discover": _cmd_discover,
+        "emulate": _cmd_emulate,
     }
     if args.command is None:
         _parser().print_help()
@@ -91,9 +100,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_check(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     manageable = sum(1 for d in settings.devices if d.manageable)
-    print(f"configuration OK: broker {settings.mqtt.host}:{settings.mqtt.port}, "
-          f"{manageable} manageable and {len(settings.devices) - manageable} non-manageable devices configured, "
-          f"mDNS discovery {'on' if settings.discovery.enabled else 'off'}")
+    print(
+        f"configuration OK: broker {settings.mqtt.host}:{settings.mqtt.port}, "
+        f"{manageable} manageable and {len(settings.devices) - manageable} non-manageable devices, "
+        f"mDNS discovery {'on' if settings.discovery.enabled else 'off'}"
+    )
     return 0
 
 
@@ -103,13 +114,16 @@ def _cmd_discover(args: argparse.Namespace) -> int:
     log.configure("WARNING")
 
     async def go() -> None:
-        zeroconf = AsyncZeroconf(interfaces=args.interface or ["0.0.0.0"], ip_version=IPVersion.V4Only)
+        interfaces = args.interface or InterfaceChoice.All
+        zeroconf = AsyncZeroconf(interfaces=interfaces, ip_version=IPVersion.V4Only)
         try:
             found = await scan(zeroconf, args.seconds)
         finally:
             await zeroconf.async_close()
         if not found:
-            print("no devolo devices answered (mDNS needs the same network segment; in Docker use host networking)")
+            print(
+                "no devolo devices answered (mDNS needs the same network segment; in Docker: host networking)"
+            )
             return
         print(f"{'serial':<18} {'ip':<16} {'MT':<6} {'firmware':<10} product")
         for f in found:

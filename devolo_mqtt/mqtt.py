@@ -203,7 +203,7 @@ class MqttSession:
     async def _send(self, client: aiomqtt.Client, message: Outgoing) -> None:
         properties: Any = None
         if message.correlation is not None and self._settings.protocol == "5":
-            properties = Properties(PacketTypes.PUBLISH)
+            properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
             properties.CorrelationData = message.correlation
         await client.publish(
             message.topic, message.payload, qos=message.qos, retain=message.retain, properties=properties

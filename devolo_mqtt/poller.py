@@ -78,6 +78,7 @@ class DeviceRuntime:
         device_id: str,
         ip: str,
         config: DeviceConfig | None,
+        *,
         settings: Settings,
         client_factory: Callable[[str, str], DevoloClient],
         hooks: RuntimeHooks,
@@ -205,14 +206,14 @@ class DeviceRuntime:
                         )
                     group.create_task(self._locate_watch(), name=f"devolo_mqtt[{self.id}].locate")
                     group.create_task(self._wait_moved(), name=f"devolo_mqtt[{self.id}].moved")
-            except* _Moved:
+            except* _DeviceMovedError:
                 pass
             finally:
                 await self._client.close()
 
     async def _wait_moved(self) -> None:
         await self._moved.wait()
-        raise _Moved
+        raise _DeviceMovedError
 
     async def _connect(self) -> None:
         delay = _FIRST_RETRY
@@ -240,7 +241,7 @@ class DeviceRuntime:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._moved.wait(), seconds)
         if self._moved.is_set():
-            raise _Moved
+            raise _DeviceMovedError
 
     async def _poller(self, source: Source) -> None:
         interval = source.interval(self._settings.polling)
@@ -354,5 +355,5 @@ class DeviceRuntime:
             self._log.info("device_error_cleared", source=source)
 
 
-class _Moved(Exception):
+class _DeviceMovedError(Exception):
     """Internal: the device's address changed; reconnect."""

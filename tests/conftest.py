@@ -40,7 +40,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
 @pytest.fixture(autouse=True)
 def fast_library_retries() -> Iterator[None]:
     """Only time is faked: devolo_plc_api's retry waits (5 s, 10 s) become zero via tenacity's knob."""
-    retrying: Any = Protobuf._async_request.retry  # type: ignore[attr-defined]
+    retrying: Any = Protobuf._async_request.retry
     original = retrying.wait
     retrying.wait = tenacity.wait_none()
     yield

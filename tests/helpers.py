@@ -4,6 +4,7 @@ address blocks so every test's emulated devices live on loopback addresses of th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import shutil
@@ -124,11 +125,11 @@ class Probe:
         self,
         topic: str,
         predicate: Callable[[Received], bool] = lambda _: True,
-        timeout: float = 15.0,
+        within: float = 15.0,
         after: float = 0.0,
     ) -> Received:
         """The first message on `topic` (received after `after`) that satisfies `predicate`."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         while True:
             for message in self.messages:
                 if message.topic == topic and message.at >= after and _safe(predicate, message):
@@ -136,20 +137,16 @@ class Probe:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 seen = [m.payload[:200] for m in self.on(topic)]
-                raise AssertionError(f"nothing matching on {topic} within {timeout}s; seen: {seen}")
+                raise AssertionError(f"nothing matching on {topic} within {within}s; seen: {seen}")
             self._changed.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), remaining)
-            except TimeoutError:
-                pass
 
     async def wait_json(
-        self, topic: str, predicate: Callable[[Any], bool], timeout: float = 15.0, after: float = 0.0
+        self, topic: str, predicate: Callable[[Any], bool], within: float = 15.0, after: float = 0.0
     ) -> Any:
         """Like wait_for, on the JSON payload."""
-        message = await self.wait_for(
-            topic, lambda m: bool(m.payload) and predicate(m.json()), timeout, after
-        )
+        message = await self.wait_for(topic, lambda m: bool(m.payload) and predicate(m.json()), within, after)
         return message.json()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 
@@ -67,7 +68,7 @@ async def test_bridge_start_publishes_retained_state_per_model(
     )
     for serial in MANAGEABLE:
         message = probe.last(f"{base_topic}/{serial}")
-        assert message is not None and message.retain is False or message is not None  # live delivery
+        assert (message is not None and message.retain is False) or message is not None  # live delivery
     devices = await probe.wait_json(
         f"{base_topic}/bridge/devices", lambda d: len(d) == 5 and all(x["online"] for x in d)
     )
@@ -91,7 +92,7 @@ async def test_bridge_retained_flags_on_the_broker(
     async with aiomqtt.Client("127.0.0.1", broker.port) as late:
         await late.subscribe(f"{base_topic}/#")
         await late.subscribe(f"{base_topic}ha/#")
-        with pytest.raises(TimeoutError):
+        with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(1.5):
                 async for message in late.messages:
                     seen[str(message.topic)] = message
@@ -114,7 +115,7 @@ async def test_bridge_discovery_entities_follow_features(
     probe: Probe,
     base_topic: str,
 ) -> None:
-    """LAN-only devices get no guest entities, repeaters no locate; configs carry via_device and availability."""
+    """LAN-only: no guest entities; repeaters: no locate; configs carry via_device and availability."""
     await running(demo_scenario, start_emulator, start_bridge, probe, base_topic)
     ha = f"{base_topic}ha"
     config = await probe.wait_json(f"{ha}/switch/devolo_{WIFI_NEXT}/guest_wifi/config", lambda c: True)
@@ -300,7 +301,7 @@ async def test_bridge_mqtt5_response_topic_and_correlation(
     from paho.mqtt.properties import Properties  # noqa: PLC0415
 
     await running(demo_scenario, start_emulator, start_bridge, probe, base_topic)
-    properties = Properties(PacketTypes.PUBLISH)
+    properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
     properties.ResponseTopic = f"{base_topic}/replies/me"
     properties.CorrelationData = b"abc-123"
     async with aiomqtt.Client("127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5) as client:
@@ -308,7 +309,7 @@ async def test_bridge_mqtt5_response_topic_and_correlation(
         await client.publish(f"{base_topic}/{WIFI_NEXT}/set/leds", "OFF", properties=properties)
         async with asyncio.timeout(10):
             async for message in client.messages:
-                assert json.loads(message.payload)["status"] == "ok"  # type: ignore[arg-type]
+                assert json.loads(message.payload)["status"] == "ok"
                 assert message.properties is not None
                 assert message.properties.CorrelationData == b"abc-123"  # type: ignore[attr-defined]
                 break
@@ -324,14 +325,14 @@ async def test_bridge_unreachable_device_goes_offline_others_keep_cadence(
     """A dead device is offline within one poll while the others keep polling; it comes back online."""
     emulator = await running(demo_scenario, start_emulator, start_bridge, probe, base_topic)
     emulator.set_fault(WIFI_6, Fault.UNREACHABLE)
-    await probe.wait_for(f"{base_topic}/{WIFI_6}/availability", lambda m: m.payload == b"offline", timeout=6)
+    await probe.wait_for(f"{base_topic}/{WIFI_6}/availability", lambda m: m.payload == b"offline", within=6)
     requests_before = emulator.device(WIFI_NEXT).requests.get("LedSettingsGet", 0)
     await asyncio.sleep(3)
     assert emulator.device(WIFI_NEXT).requests.get("LedSettingsGet", 0) >= requests_before + 2
     events = [m.json() for m in probe.on(f"{base_topic}/bridge/event")]
     assert any(e["type"] == "device_offline" and e["data"]["device"] == WIFI_6 for e in events)
     emulator.set_fault(WIFI_6, Fault.NONE)
-    await probe.wait_for(f"{base_topic}/{WIFI_6}/availability", lambda m: m.payload == b"online", timeout=15)
+    await probe.wait_for(f"{base_topic}/{WIFI_6}/availability", lambda m: m.payload == b"online", within=15)
 
 
 async def test_bridge_slow_device_does_not_delay_the_others(
@@ -345,7 +346,7 @@ async def test_bridge_slow_device_does_not_delay_the_others(
     emulator = await running(demo_scenario, start_emulator, start_bridge, probe, base_topic)
     emulator.set_fault(ROUTER, Fault.SLOW, slow_seconds=30)
     before = {s: emulator.device(s).requests.get("LedSettingsGet", 0) for s in (WIFI_NEXT, WIFI_6, DLAN_WIFI)}
-    await probe.wait_for(f"{base_topic}/{ROUTER}/availability", lambda m: m.payload == b"offline", timeout=8)
+    await probe.wait_for(f"{base_topic}/{ROUTER}/availability", lambda m: m.payload == b"offline", within=8)
     for serial, count in before.items():
         assert emulator.device(serial).requests.get("LedSettingsGet", 0) >= count + 2, serial
 
@@ -362,7 +363,7 @@ async def test_bridge_command_to_offline_device_is_an_error(
     emulator = await running(demo_scenario, start_emulator, start_bridge, probe, base_topic)
     emulator.set_fault(WIFI_NEXT, Fault.UNREACHABLE)
     await probe.wait_for(
-        f"{base_topic}/{WIFI_NEXT}/availability", lambda m: m.payload == b"offline", timeout=6
+        f"{base_topic}/{WIFI_NEXT}/availability", lambda m: m.payload == b"offline", within=6
     )
     await send(broker, f"{base_topic}/{WIFI_NEXT}/set/leds", "OFF")
     result = await probe.wait_json(f"{base_topic}/{WIFI_NEXT}/set/result", lambda r: True)
@@ -404,7 +405,7 @@ async def test_bridge_reconnects_after_broker_restart(
         await client.subscribe(f"{base_topic}/#")
         async with asyncio.timeout(20):
             async for message in client.messages:
-                seen[str(message.topic)] = message.payload  # type: ignore[assignment]
+                seen[str(message.topic)] = message.payload
                 wanted = [f"{base_topic}/{s}/availability" for s in MANAGEABLE] + [
                     f"{base_topic}/bridge/state"
                 ]

@@ -7,6 +7,7 @@ password: reads are open except `UptimeGet`; anything that changes the device ne
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from devolo_plc_api.device_api.wifinetwork_pb2 import (
     WifiNeighborAPsGet,
     WifiRepeatedAPsGet,
     WifiRepeaterWpsClonePbcStart,
+    WifiResult,
     WifiWpsPbcStart,
 )
 from devolo_plc_api.plcnet_api.getnetworkoverview_pb2 import GetNetworkOverview
@@ -59,11 +61,9 @@ class Endpoint:
 
 
 def _parse(message: _M, body: bytes) -> _M:
-    try:
+    # A garbled request leaves the default message, which a real device answers with a failure result.
+    with contextlib.suppress(DecodeError):
         message.ParseFromString(body)
-    except DecodeError:
-        # A real device answers a garbled request with a failure result; the default message says so.
-        pass
     return message
 
 
@@ -99,7 +99,7 @@ def _repeated_aps(world: World, device: EmulatedDevice, _: bytes) -> Message:
 
 
 def _wps_clone(world: World, device: EmulatedDevice, _: bytes) -> Message:
-    return WifiRepeaterWpsClonePbcStart(result=0)
+    return WifiRepeaterWpsClonePbcStart(result=WifiResult.WIFI_SUCCESS)
 
 
 def _restart(world: World, device: EmulatedDevice, _: bytes) -> Message:
@@ -164,7 +164,7 @@ def _guest_get(world: World, device: EmulatedDevice, _: bytes) -> Message:
 def _guest_set(world: World, device: EmulatedDevice, body: bytes) -> Message:
     request = _parse(WifiGuestAccessSet(), body)
     world.set_guest(device, request.enable, request.duration)
-    return WifiGuestAccessSetResponse(result=0)
+    return WifiGuestAccessSetResponse(result=WifiResult.WIFI_SUCCESS)
 
 
 def _neighbors(world: World, device: EmulatedDevice, _: bytes) -> Message:
@@ -185,7 +185,7 @@ def _neighbors(world: World, device: EmulatedDevice, _: bytes) -> Message:
 
 
 def _wps(world: World, device: EmulatedDevice, _: bytes) -> Message:
-    return WifiWpsPbcStart(result=0)
+    return WifiWpsPbcStart(result=WifiResult.WIFI_SUCCESS)
 
 
 def _overview(world: World, device: EmulatedDevice, _: bytes) -> Message:

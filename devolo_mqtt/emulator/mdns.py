@@ -11,6 +11,7 @@ Records are built and encoded by zeroconf itself (`ServiceInfo`, `DNSIncoming`, 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import socket
 from collections.abc import Callable, Iterable
@@ -141,7 +142,7 @@ class _Protocol(asyncio.DatagramProtocol):
     def __init__(self, handler: Callable[[bytes, tuple[str, int]], None]) -> None:
         self._handler = handler
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:  # type: ignore[override]
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         self._handler(data, addr)
 
 
@@ -182,9 +183,9 @@ class MdnsResponder:
         for device in self._devices():
             assert device.ip is not None
             sock = _udp_socket(device.ip, self._interface or device.ip)
-            transport, _ = await loop.create_datagram_endpoint(
-                lambda d=device: _Protocol(lambda data, addr: self._on_unicast(d, data, addr)), sock=sock
-            )
+            handler = functools.partial(self._on_unicast, device)
+            protocol = functools.partial(_Protocol, handler)
+            transport, _ = await loop.create_datagram_endpoint(protocol, sock=sock)
             self._transports[device.ip] = transport
         interface = self._interface or next(iter(self._transports), "127.0.0.1")
         group = _udp_socket(MDNS_GROUP, interface)

@@ -27,7 +27,7 @@ class Fault(enum.StrEnum):
     VANISHED = "vanished"  # neither mDNS nor HTTP
     HTTP_500 = "http_500"
     MALFORMED = "malformed"  # bodies that are not valid protobuf
-    WRONG_PASSWORD = "wrong_password"  # the device's password was changed behind the bridge's back
+    WRONG_PASSWORD = "wrong_password"  # noqa: S105 - a fault name, not a password; the device's password was changed behind the bridge's back
 
 
 @dataclass

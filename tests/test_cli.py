@@ -1,0 +1,148 @@
+"""The `devolo-mqtt` command as users run it: exit codes, signals, and what reaches the logs."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import aiomqtt
+import pytest
+import yaml
+
+from devolo_mqtt import __version__
+from devolo_mqtt.emulator.scenario import Scenario
+from tests.conftest import StartEmulator
+from tests.helpers import Broker, Probe
+
+WIFI_NEXT = "1000000000000002"
+CLI = [sys.executable, "-m", "devolo_mqtt"]
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the command and wait for it."""
+    return subprocess.run(
+        [*CLI, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_cli_version_and_help() -> None:
+    """`--version` prints the version; `--help` lists the commands."""
+    assert cli("--version").stdout.strip() == f"devolo-mqtt {__version__}"
+    help_text = cli("--help").stdout
+    for command in ("run", "discover", "check-config", "emulate"):
+        assert command in help_text
+
+
+@pytest.mark.parametrize(
+    ("config", "field"),
+    [
+        (
+            {"devices": [{"serial": "111", "ip": "127.0.0.9"}, {"serial": "111", "ip": "127.0.0.8"}]},
+            "devices.1.serial",
+        ),
+        ({"devices": [{"id": "a", "serial": "1"}, {"id": "a", "serial": "2"}]}, "devices.1.id"),
+        ({"mqtt": {"hostname": "x"}}, "mqtt.hostname"),
+        ({"devices": [{"ip": "300.1.2.3"}]}, "devices.0.ip"),
+        ({"devices": [{"mac": "not-a-mac", "manageable": False}]}, "devices.0.mac"),
+        ({"polling": {"state": -1}}, "polling.state"),
+    ],
+)
+@pytest.mark.parametrize("command", ["check-config", "run"])
+def test_cli_bad_config_exits_2_naming_the_field(
+    tmp_path: Path, config: dict[str, object], field: str, command: str
+) -> None:
+    """A bad configuration stops before any I/O with exit code 2 and the field's name."""
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    result = cli(command, "--config", str(path))
+    assert result.returncode == 2
+    assert field in result.stderr
+
+
+def test_cli_env_overrides_and_secret_files(tmp_path: Path) -> None:
+    """Environment variables override the file; `*_FILE` reads a Docker secret; check-config says OK."""
+    path = tmp_path / "config.yaml"
+    path.write_text("mqtt:\n  host: from-file\n", encoding="utf-8")
+    secret = tmp_path / "mqtt_password"
+    secret.write_text("s3cret\n", encoding="utf-8")
+    result = cli(
+        "check-config",
+        "--config",
+        str(path),
+        env={"DEVOLO_MQTT_MQTT__HOST": "from-env", "DEVOLO_MQTT_MQTT__PASSWORD_FILE": str(secret)},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "broker from-env:1883" in result.stdout
+    missing = cli("check-config", env={"DEVOLO_MQTT_MQTT__PASSWORD_FILE": str(tmp_path / "nope")})
+    assert missing.returncode == 2 and "password_file" in missing.stderr
+
+
+async def test_cli_run_sigterm_publishes_offline_and_exits_0(
+    demo_scenario: Scenario,
+    start_emulator: StartEmulator,
+    broker: Broker,
+    probe: Probe,
+    base_topic: str,
+    tmp_path: Path,
+) -> None:
+    """SIGTERM: retained `offline` for the bridge and every device, then exit code 0.
+
+    Debug logging is on (devolo_plc_api and httpx included) and a guest WiFi switch happens: no device
+    password, its sha256 form, the MQTT password or the guest WiFi key appears anywhere in the output.
+    """
+    emulator = await start_emulator(demo_scenario)
+    mqtt_password = "mqtt-pa55-word"
+    config = {
+        "mqtt": {
+            "host": "127.0.0.1",
+            "port": broker.port,
+            "base_topic": base_topic,
+            "username": "bridge",
+            "password": mqtt_password,
+        },
+        "discovery": {"interfaces": ["127.0.0.1"]},
+        "polling": {"state": 1, "request_timeout": 3},
+        "homeassistant": {"discovery_prefix": f"{base_topic}ha"},
+        "device_password": "demo-secret",
+        "logging": {"level": "DEBUG", "format": "json"},
+        "data_dir": str(tmp_path / "data"),
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    process = await asyncio.create_subprocess_exec(
+        *CLI, "run", "--config", str(path), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    try:
+        await probe.wait_for(
+            f"{base_topic}/{WIFI_NEXT}/availability", lambda m: m.payload == b"online", within=20
+        )
+        async with aiomqtt.Client("127.0.0.1", broker.port) as client:
+            await client.publish(f"{base_topic}/{WIFI_NEXT}/set/guest_wifi", "ON")
+        await probe.wait_json(f"{base_topic}/{WIFI_NEXT}/set/result", lambda r: r["status"] == "ok")
+        await probe.wait_json(f"{base_topic}/bridge/info", lambda i: True)
+        process.send_signal(signal.SIGTERM)
+        output, _ = await asyncio.wait_for(process.communicate(), 20)
+    finally:
+        if process.returncode is None:
+            process.kill()
+    assert process.returncode == 0, output.decode()[-2000:]
+    await probe.wait_for(f"{base_topic}/bridge/state", lambda m: m.payload == b"offline")
+    await probe.wait_for(f"{base_topic}/{WIFI_NEXT}/availability", lambda m: m.payload == b"offline")
+    text = output.decode()
+    assert "device_connected" in text and "LedSettingsGet" in text  # debug output really was captured
+    guest_key = emulator.device(WIFI_NEXT).spec.guest_key
+    for secret in ("demo-secret", hashlib.sha256(b"demo-secret").hexdigest(), mqtt_password, guest_key):
+        assert secret not in text, f"secret leaked into the log: {secret[:3]}…"
+    published = b"".join(m.payload for m in probe.messages)
+    for secret in (b"demo-secret", mqtt_password.encode(), guest_key.encode()):
+        assert secret not in published
