@@ -101,7 +101,7 @@ async def test_cli_run_sigterm_publishes_offline_and_exits_0(
     password, its sha256 form, the MQTT password or the guest WiFi key appears anywhere in the output.
     """
     emulator = await start_emulator(demo_scenario)
-    mqtt_password = "mqtt-pa55-word"  # noqa: S105 - a test secret that must not leak
+    mqtt_password = "mqtt-pa55-word"
     config = {
         "mqtt": {
             "host": "127.0.0.1",
