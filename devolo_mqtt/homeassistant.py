@@ -8,6 +8,7 @@ Compatibility floor: Home Assistant 2024.3+ and openHAB 4's Home Assistant bindi
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from devolo_mqtt import __version__
@@ -212,7 +213,7 @@ class DiscoveryLedger:
         elif topic not in self.published:
             self.found[topic] = payload.decode(errors="replace")
 
-    def update(self, owner_prefix: str, configs: dict[str, Payload]) -> list[tuple[str, str]]:
+    def update(self, owner_prefix: str, configs: Mapping[str, Mapping[str, object]]) -> list[tuple[str, str]]:
         """The (topic, payload) to publish so that `owner_prefix`'s configs become exactly `configs`.
 
         Unchanged configs are skipped; ones no longer produced (by this run or an earlier one) get ''.

@@ -33,8 +33,8 @@ def test_capabilities_every_write_has_a_parse_and_known_feature() -> None:
             assert source in capabilities.SOURCE_BY_NAME, (capability.key, source)
         if capability.ha is not None:
             assert capability.ha.component in HA_COMPONENTS
-    for source in SOURCES:
-        assert source.feature in KNOWN_FEATURES
+    for each in SOURCES:
+        assert each.feature in KNOWN_FEATURES
 
 
 def test_capabilities_contract_writable_keys_and_actions() -> None:

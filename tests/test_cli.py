@@ -144,5 +144,5 @@ async def test_cli_run_sigterm_publishes_offline_and_exits_0(
     for secret in ("demo-secret", hashlib.sha256(b"demo-secret").hexdigest(), mqtt_password, guest_key):
         assert secret not in text, f"secret leaked into the log: {secret[:3]}…"
     published = b"".join(m.payload for m in probe.messages)
-    for secret in (b"demo-secret", mqtt_password.encode(), guest_key.encode()):
-        assert secret not in published
+    for raw in (b"demo-secret", mqtt_password.encode(), guest_key.encode()):
+        assert raw not in published

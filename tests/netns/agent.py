@@ -43,7 +43,7 @@ async def bridge(port: int, base: str, seconds: float, interface: str) -> None:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 async for message in client.messages:
-                    seen[str(message.topic)] = bytes(message.payload).decode()  # type: ignore[arg-type]
+                    seen[str(message.topic)] = bytes(message.payload).decode()
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     print(json.dumps(seen))
