@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import aiomqtt
 import httpx
@@ -20,19 +20,24 @@ from zeroconf import InterfaceChoice, IPVersion
 from zeroconf.asyncio import AsyncZeroconf
 
 from devolo_mqtt import __version__, capabilities, commands, homeassistant
+from devolo_mqtt.adapter import AdapterRuntime
 from devolo_mqtt.capabilities import Json
 from devolo_mqtt.device import DevoloClient
 from devolo_mqtt.discovery import Discovery, Found
 from devolo_mqtt.errors import CommandError, DevoloMqttError
-from devolo_mqtt.homeassistant import DiscoveryLedger, HaContext, HaDevice
+from devolo_mqtt.homeassistant import DiscoveryLedger, HaContext, HaDevice, HaLink
 from devolo_mqtt.log import REDACTOR
+from devolo_mqtt.model import PLC, PLCNET, PlcView
 from devolo_mqtt.mqtt import MqttSession, Outgoing, SessionHooks
-from devolo_mqtt.poller import Command, DeviceRuntime, iso, utc_now
+from devolo_mqtt.network import NetworkIds, NetworkMonitor
+from devolo_mqtt.poller import Command, DeviceRuntime
 from devolo_mqtt.settings import DeviceConfig, Settings
+from devolo_mqtt.state import iso, utc_now
 from devolo_mqtt.topics import Topics
 
 log = structlog.get_logger("devolo_mqtt.app")
 SCHEMA_VERSION = 1
+Node = DeviceRuntime | AdapterRuntime  # anything with a state topic
 
 
 def dumps(payload: Any) -> str:
@@ -50,10 +55,29 @@ class Bridge:
         self.topics = Topics(
             settings.mqtt.base_topic, ha.discovery_prefix, ha.status_topic or f"{ha.discovery_prefix}/status"
         )
-        self._ha = HaContext(self.topics, settings.mqtt.instance_id)
+        self._ha = HaContext(
+            self.topics, settings.mqtt.instance_id, link_expire_after=int(settings.polling.network * 3)
+        )
         self.ledger = DiscoveryLedger()
         self.runtimes: dict[str, DeviceRuntime] = {}
         self._configs = [d for d in settings.devices if d.manageable]
+        self.adapters: dict[str, AdapterRuntime] = {
+            d.mac: AdapterRuntime(
+                d, hooks=self, heartbeat=settings.polling.heartbeat, clock=clock, now=utc_now
+            )
+            for d in settings.devices
+            if not d.manageable and d.enabled and d.mac
+        }
+        self.networks = NetworkMonitor(
+            interval=settings.polling.network,
+            ids=NetworkIds(settings.data_dir / "networks.json"),
+            members=lambda: list(self.runtimes.values()),
+            adapters=self.adapters,
+            names=self._configured_name,
+            configured_network=self._configured_network,
+            publish=self._publish_rates,
+            measured=self._network_measured,
+        )
         self._started = clock()
         self._jobs: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
         self._group: asyncio.TaskGroup | None = None
@@ -88,6 +112,9 @@ class Bridge:
                 group.create_task(self.mqtt.run(), name="devolo_mqtt.mqtt")
                 group.create_task(self._job_worker(), name="devolo_mqtt.jobs")
                 group.create_task(self._housekeeping(), name="devolo_mqtt.housekeeping")
+                group.create_task(self.networks.run(), name="devolo_mqtt.networks")
+                for adapter in self.adapters.values():
+                    self._publish_discovery(adapter)
                 for config in self._configs:
                     if config.enabled and config.ip is not None:
                         self._add(config.topic_id or f"ip-{config.ip}", str(config.ip), config)
@@ -190,6 +217,8 @@ class Bridge:
             self._rename(runtime, runtime.identity.serial)
         self._publish_discovery(runtime)
         self._publish_inventory()
+        if runtime.identity.supports(PLCNET):
+            self.networks.device_joined()
 
     def _rename(self, runtime: DeviceRuntime, device_id: str) -> None:
         if runtime.id != device_id:
@@ -197,11 +226,11 @@ class Bridge:
             runtime.id = device_id
             self.runtimes[device_id] = runtime
 
-    def device_state(self, runtime: DeviceRuntime, state: dict[str, Json]) -> None:
+    def device_state(self, runtime: Node, state: dict[str, Json]) -> None:
         """Publish a device's state object (retained)."""
         self.mqtt.publish(self.topics.state(runtime.id), dumps(state), retain=True)
 
-    def device_availability(self, runtime: DeviceRuntime) -> None:
+    def device_availability(self, runtime: Node) -> None:
         """Publish a device's availability (retained, QoS 1)."""
         if runtime.identity_ is not None or runtime.online is not None:
             self.mqtt.publish(
@@ -267,9 +296,12 @@ class Bridge:
     def _farewell(self) -> list[Outgoing]:
         return [
             Outgoing(self.topics.availability(r.id), b"offline", 1, True)
-            for r in self.runtimes.values()
+            for r in self._nodes()
             if r.identity_ is not None
         ]
+
+    def _nodes(self) -> list[Node]:
+        return [*self.runtimes.values(), *self.adapters.values()]
 
     def _on_message(self, message: aiomqtt.Message) -> None:
         topic = str(message.topic)
@@ -371,9 +403,19 @@ class Bridge:
         return {"cleared": len(topics)}
 
     # --- publishing helpers --------------------------------------------------------------------------
-    def _ha_device(self, runtime: DeviceRuntime) -> HaDevice:
+    def _ha_device(self, runtime: Node) -> HaDevice:
         identity = runtime.identity
+        plc: PlcView | None = runtime.data(PLC)
+        links = (
+            tuple(
+                HaLink(dst, self.networks.name_for(dst), enabled=bool({identity.mac, dst} & plc.router_macs))
+                for dst in sorted(plc.links)
+            )
+            if plc
+            else ()
+        )
         return HaDevice(
+            links=links,
             id=runtime.id,
             serial=identity.serial,
             name=runtime.name,
@@ -385,7 +427,7 @@ class Bridge:
             capabilities=tuple(capabilities.supported(identity)),
         )
 
-    def _publish_discovery(self, runtime: DeviceRuntime) -> None:
+    def _publish_discovery(self, runtime: Node) -> None:
         if not self.settings.homeassistant.enabled:
             return
         configs = homeassistant.device_configs(self._ha, self._ha_device(runtime))
@@ -404,7 +446,38 @@ class Bridge:
             self._publish_config(topic, "")
 
     def _inventory(self) -> list[dict[str, Json | list[str]]]:
-        items: list[dict[str, Json | list[str]]] = []
+        items: list[dict[str, Json | list[str]]] = [
+            {
+                "id": a.id,
+                "serial": None,
+                "name": a.name,
+                "model": a.identity.product,
+                "mt": None,
+                "ip": None,
+                "mac": a.mac,
+                "manageable": False,
+                "features": [],
+                "network": a.config.network,
+                "online": a.online,
+            }
+            for a in self.adapters.values()
+        ]
+        items += [
+            {
+                "id": None,
+                "serial": None,
+                "name": self.networks.name_for(mac, u.device.name),
+                "model": u.device.product or None,
+                "mt": None,
+                "ip": u.device.ip or None,
+                "mac": mac,
+                "manageable": False,
+                "features": [],
+                "network": u.network,
+                "online": True,
+            }
+            for mac, u in self.networks.unmanaged.items()
+        ]
         for runtime in self.runtimes.values():
             identity = runtime.identity_
             items.append(
@@ -436,6 +509,28 @@ class Bridge:
             "started": iso(datetime.now(UTC)),
             "config": config,
         }
+
+    # --- PLC networks --------------------------------------------------------------------------------
+    def _configured(self, mac: str, attr: Literal["name", "network"]) -> str | None:
+        """A setting of the device with this PLC MAC, from its config (found by MAC or by serial)."""
+        configs = [n.config for n in self._nodes() if n.identity_ is not None and n.identity_.mac == mac]
+        configs += [c for c in self.settings.devices if c.mac == mac]
+        return next((value for c in configs if c is not None and (value := getattr(c, attr))), None)
+
+    def _configured_name(self, mac: str) -> str | None:
+        return self._configured(mac, "name")
+
+    def _configured_network(self, mac: str) -> str | None:
+        return self._configured(mac, "network")
+
+    def _publish_rates(self, network_id: str, matrix: object) -> None:
+        self.mqtt.publish(self.topics.network_rates(network_id), dumps(matrix), retain=True)
+
+    def _network_measured(self, macs: list[str]) -> None:
+        for node in self._nodes():
+            if node.identity_ is not None and node.identity_.mac in macs:
+                self._publish_discovery(node)  # new links get sensors; the ledger skips unchanged ones
+        self._publish_inventory()
 
     def _publish_health(self) -> None:
         health = {

@@ -12,11 +12,12 @@ from typing import Any, Literal, Protocol
 
 from devolo_mqtt.device import DevoloClient
 from devolo_mqtt.errors import CommandError
-from devolo_mqtt.model import PLCNET, DeviceIdentity, FirmwareCheck, GuestWifi
+from devolo_mqtt.model import API, PLC, PLCNET, DeviceIdentity, FirmwareCheck, GuestWifi, PlcView
 from devolo_mqtt.settings import PollingSettings
 
 Json = str | int | float | bool | None
 LOCATE_SECONDS = 120.0
+PLC_SOURCE = "plc"  # fed by the network monitor (one overview per network), not polled per device
 GUEST_MAX_MINUTES = 24 * 60
 
 
@@ -130,6 +131,11 @@ def parse_action(raw: Json) -> None:
 
 def _guest(r: Readings) -> GuestWifi | None:
     data: GuestWifi | None = r.data("guest")
+    return data
+
+
+def _plc(r: Readings) -> PlcView | None:
+    data: PlcView | None = r.data(PLC_SOURCE)
     return data
 
 
@@ -301,8 +307,24 @@ CAPABILITIES: tuple[Capability, ...] = (
         ),
     ),
     Capability(
+        "connected_to_router",
+        PLC,
+        value=lambda r: p.attached_to_router if (p := _plc(r)) else None,
+        ha=HaEntity(
+            "binary_sensor", "Connected to router", icon="mdi:router-network", entity_category="diagnostic"
+        ),
+    ),
+    Capability(
+        "plc_devices",
+        PLC,
+        value=lambda r: p.devices if (p := _plc(r)) else None,
+        ha=HaEntity(
+            "sensor", "PLC devices", icon="mdi:lan", state_class="measurement", entity_category="diagnostic"
+        ),
+    ),
+    Capability(
         "ip",
-        "",
+        API,
         value=lambda r: r.identity.ip,
         ha=HaEntity(
             "sensor",
@@ -314,7 +336,7 @@ CAPABILITIES: tuple[Capability, ...] = (
     ),
     Capability(
         "refresh",
-        "",
+        API,
         kind="action",
         parse=parse_action,
         write=_refresh,
@@ -378,3 +400,23 @@ def lookup(identity: DeviceIdentity, key: str) -> Capability:
     if not capability.writable:
         raise CommandError(key, "read-only")
     return capability
+
+
+def link_keys(destination: str) -> tuple[str, str]:
+    """The state keys of one directed PLC link's rates (`destination` as `AABBCCDDEEFF`)."""
+    return f"tx_rate_{destination.lower()}", f"rx_rate_{destination.lower()}"
+
+
+def build_state(readings: Readings, identity: DeviceIdentity) -> dict[str, Json]:
+    """The state object: every supported capability with a value, plus each PLC link's rates."""
+    state: dict[str, Json] = {}
+    for capability in supported(identity):
+        if capability.kind == "state" and capability.value is not None:
+            value = capability.value(readings)
+            if value is not None:
+                state[capability.key] = value
+    plc = _plc(readings)
+    for destination, rates in sorted((plc.links if plc else {}).items()):
+        tx_key, rx_key = link_keys(destination)
+        state[tx_key], state[rx_key] = rates if rates is not None else (None, None)
+    return state

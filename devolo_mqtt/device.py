@@ -199,6 +199,7 @@ class DevoloClient:
                 attached_to_router=d.attached_to_router,
                 local=d.topology == LOCAL,
                 ip=d.ipv4_address,
+                firmware=d.friendly_version,
             )
             for d in raw.devices
         )

@@ -12,13 +12,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from devolo_mqtt import __version__
-from devolo_mqtt.capabilities import Capability, HaEntity, Json
+from devolo_mqtt.capabilities import Capability, HaEntity, Json, link_keys
 from devolo_mqtt.mac import colon_mac
 from devolo_mqtt.topics import Topics
 
 SUPPORT_URL = "https://github.com/devolo-mqtt/devolo-mqtt"
 ORIGIN = {"name": "devolo-mqtt", "sw_version": __version__, "support_url": SUPPORT_URL}
 Payload = dict[str, object]
+
+
+@dataclass(frozen=True, slots=True)
+class HaLink:
+    """A directed PLC link from the device to `destination` (`AABBCCDDEEFF`)."""
+
+    destination: str
+    name: str
+    enabled: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +43,7 @@ class HaDevice:
     mac: str | None
     ip: str | None
     capabilities: tuple[Capability, ...]
+    links: tuple[HaLink, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +52,7 @@ class HaContext:
 
     topics: Topics
     instance_id: str | None = None
+    link_expire_after: int = 900  # seconds: a link not measured for this long goes unavailable
 
     def suffix(self) -> str:
         """Appended to unique ids so several bridges can share one Home Assistant."""
@@ -156,13 +167,30 @@ def entity_config(ctx: HaContext, device: HaDevice, capability: Capability) -> P
 
 def device_configs(ctx: HaContext, device: HaDevice) -> dict[str, Payload]:
     """Every discovery config of one device, by topic."""
+    node = f"devolo_{device.id}"
     configs: dict[str, Payload] = {}
     for capability in device.capabilities:
         payload = entity_config(ctx, device, capability)
         if payload is not None and capability.ha is not None:
-            configs[ctx.topics.discovery(capability.ha.component, f"devolo_{device.id}", capability.key)] = (
-                payload
+            configs[ctx.topics.discovery(capability.ha.component, node, capability.key)] = payload
+    for link in device.links:
+        for key, direction in zip(link_keys(link.destination), ("tx", "rx"), strict=True):
+            ha = HaEntity(
+                "sensor",
+                f"PLC {direction} rate to {link.name}",
+                icon="mdi:speedometer",
+                device_class="data_rate",
+                unit="Mbit/s",
+                state_class="measurement",
+                enabled_by_default=link.enabled,
             )
+            payload = _entity_base(ctx, device, key, ha)
+            payload.update(
+                state_topic=ctx.topics.state(device.id),
+                value_template=f"{{{{ value_json.{key} }}}}",
+                expire_after=ctx.link_expire_after,
+            )
+            configs[ctx.topics.discovery("sensor", node, key)] = payload
     return configs
 
 

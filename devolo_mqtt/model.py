@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-PLCNET = "plcnet"  # pseudo feature: the device has a plcnet API (PLC network overview, locate, pair)
+# Pseudo features, next to the devices' own Features flags:
+API = "api"  # a manageable device (it has the device API)
+PLCNET = "plcnet"  # it has the plcnet API (network overview, locate, pairing)
+PLC = "plc"  # it is a member of a PLC network (manageable or not)
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,14 +22,17 @@ class DeviceIdentity:
     mac: str | None  # PLC MAC, `AABBCCDDEEFF`; None for devices without plcnet API (repeaters)
     firmware: str
     hostname: str
+    manageable: bool = True
 
     def supports(self, feature: str) -> bool:
-        """Whether a Features flag (or `plcnet`) is announced; an empty feature means always."""
-        if not feature:
-            return True
-        if feature == PLCNET:
-            return self.mac is not None
-        return feature in self.features
+        """Whether a Features flag or pseudo feature applies; an empty feature means always."""
+        pseudo = {
+            "": True,
+            API: self.manageable,
+            PLCNET: self.manageable and self.mac is not None,
+            PLC: self.mac is not None,
+        }
+        return pseudo.get(feature, feature in self.features)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +75,7 @@ class PlcDevice:
     attached_to_router: bool
     local: bool
     ip: str
+    firmware: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,3 +94,17 @@ class Overview:
 
     devices: tuple[PlcDevice, ...]
     rates: tuple[PlcRate, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PlcView:
+    """What the last network overview said about one device: its links are keyed by destination MAC.
+
+    A link that was measured before but is missing now maps to None ("no value", never a stale number).
+    """
+
+    network: str
+    attached_to_router: bool
+    devices: int
+    links: dict[str, tuple[float, float] | None]
+    router_macs: frozenset[str] = frozenset()

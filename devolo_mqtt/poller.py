@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 import structlog
@@ -19,6 +19,7 @@ from devolo_mqtt.device import DevoloClient
 from devolo_mqtt.errors import CommandError, DeviceAuthError, DeviceProtocolError, DeviceUnavailableError
 from devolo_mqtt.model import DeviceIdentity
 from devolo_mqtt.settings import DeviceConfig, Settings
+from devolo_mqtt.state import ChangeFilter, iso, utc_now
 
 log = structlog.get_logger("devolo_mqtt.poller")
 _FIRST_RETRY = 5.0
@@ -60,16 +61,6 @@ class Health:
     errors: dict[str, str] = field(default_factory=dict)
 
 
-def utc_now() -> datetime:
-    """Wall-clock time for `last_seen` and events."""
-    return datetime.now(UTC)
-
-
-def iso(moment: datetime | None) -> str | None:
-    """ISO 8601 UTC with second precision."""
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z") if moment else None
-
-
 class DeviceRuntime:
     """Everything the bridge knows and does about one manageable device."""
 
@@ -103,8 +94,7 @@ class DeviceRuntime:
         self._data: dict[str, Any] = {}
         self._retry_at = 0.0
         self._retry_delay = _FIRST_RETRY
-        self._last_state: dict[str, Json] | None = None
-        self._last_state_at = 0.0
+        self._published = ChangeFilter(settings.polling.heartbeat, clock)
         self._firmware_seen = ""
         self._moved = asyncio.Event()
         self._locate_changed = asyncio.Event()
@@ -153,6 +143,11 @@ class DeviceRuntime:
     def data(self, source: str) -> Any:
         """The last value a source read (None before the first read)."""
         return self._data.get(source)
+
+    def feed(self, source: str, value: Any) -> None:
+        """Data read on the device's behalf elsewhere (its PLC network's overview); publish if changed."""
+        self._data[source] = value
+        self.publish_state()
 
     @property
     def name(self) -> str:
@@ -293,13 +288,7 @@ class DeviceRuntime:
         """The state object from every supported capability that has a value."""
         if self.identity_ is None:
             return {}
-        state: dict[str, Json] = {}
-        for capability in capabilities.supported(self.identity_):
-            if capability.kind == "state" and capability.value is not None:
-                value = capability.value(self)
-                if value is not None:
-                    state[capability.key] = value
-        return state
+        return capabilities.build_state(self, self.identity_)
 
     def publish_state(self, *, force: bool = False) -> None:
         """Publish when a value changed, when forced, or at the heartbeat."""
@@ -310,14 +299,12 @@ class DeviceRuntime:
             self._data.pop("firmware", None)  # a new firmware makes the last update check stale
             self._log.info("firmware_changed", firmware=self.firmware)
         state = self.current_state()
-        due = self._clock() - self._last_state_at >= self._settings.polling.heartbeat
-        if force or due or state != self._last_state:
-            previous = self._last_state or {}
+        previous = self._published.last or {}
+        if self._published.should_publish(state, force=force):
             if state.get("update_available") is True and previous.get("update_available") is not True:
                 self._hooks.event(
                     "firmware_available", {"device": self.id, "version": state.get("next_firmware")}
                 )
-            self._last_state, self._last_state_at = state, self._clock()
             self._hooks.device_state(self, {**state, "last_seen": iso(self.last_seen)})
 
     def _set_online(self, online: bool, reason: str = "") -> None:

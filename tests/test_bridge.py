@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import time
+from typing import Any
 
 import aiomqtt
 import pytest
@@ -45,6 +47,10 @@ async def send(
         await client.publish(topic, payload, qos=1, retain=retain, properties=properties)  # type: ignore[arg-type]
 
 
+def _has(key: str, state: dict[str, Any]) -> bool:
+    return key in state
+
+
 async def test_bridge_start_publishes_retained_state_per_model(
     demo_scenario: Scenario,
     start_emulator: StartEmulator,
@@ -55,12 +61,20 @@ async def test_bridge_start_publishes_retained_state_per_model(
     """Every device gets retained state with exactly the keys its model supports."""
     await running(demo_scenario, start_emulator, start_bridge, probe, base_topic)
     assert (await probe.wait_for(f"{base_topic}/bridge/state")).payload == b"online"
-    states = {s: (await probe.wait_json(f"{base_topic}/{s}", lambda st: "uptime" in st)) for s in MANAGEABLE}
+    states: dict[str, Any] = {}
+    for serial in MANAGEABLE:
+        wanted = "firmware" if serial == REPEATER else "plc_devices"  # the repeater has no PLC
+        states[serial] = await probe.wait_json(f"{base_topic}/{serial}", functools.partial(_has, wanted))
     common = {"leds", "firmware", "update_available", "next_firmware", "uptime", "ip", "last_seen"}
     wifi = {"guest_wifi", "guest_duration", "guest_remaining", "neighbor_aps"}
-    assert set(states[ROUTER]) == common | {"locate"}
-    assert set(states[WIFI_NEXT]) == common | wifi | {"locate"}
-    assert set(states[REPEATER]) == common | wifi  # a repeater has no plcnet: no locate
+    plc = {"locate", "connected_to_router", "plc_devices"}
+    home_links = {f"{d}_rate_00005e00530{i}" for d in ("tx", "rx") for i in (1, 2, 3, 4)}
+    assert set(states[ROUTER]) == common | plc | home_links - {"tx_rate_00005e005301", "rx_rate_00005e005301"}
+    assert set(states[WIFI_NEXT]) == common | wifi | plc | home_links - {
+        "tx_rate_00005e005302",
+        "rx_rate_00005e005302",
+    }
+    assert set(states[REPEATER]) == common | wifi  # a repeater has no PLC: no locate, no rates
     assert states[ROUTER]["leds"] == "ON" and states[ROUTER]["locate"] == "OFF"
     assert (
         states[WIFI_NEXT]["guest_wifi"] == "OFF"
@@ -95,7 +109,7 @@ async def test_bridge_retained_flags_on_the_broker(
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(1.5):
                 async for message in late.messages:
-                    seen[str(message.topic)] = message
+                    seen.setdefault(str(message.topic), message)  # the replay comes first
     for topic in (
         f"{base_topic}/bridge/state",
         f"{base_topic}/{ROUTER}",

@@ -7,10 +7,22 @@ import json
 from devolo_mqtt import capabilities
 from devolo_mqtt.capabilities import CAPABILITIES, SOURCES, parse_minutes, parse_on_off
 from devolo_mqtt.homeassistant import DiscoveryLedger
-from devolo_mqtt.model import PLCNET
+from devolo_mqtt.model import API, PLC, PLCNET
 from devolo_mqtt.topics import Topics
 
-KNOWN_FEATURES = {"", "led", "wifi1", "restart", "update", "multiap", "repeater0", "support", PLCNET}
+KNOWN_FEATURES = {
+    "",
+    "led",
+    "wifi1",
+    "restart",
+    "update",
+    "multiap",
+    "repeater0",
+    "support",
+    API,
+    PLC,
+    PLCNET,
+}
 HA_COMPONENTS = {"switch", "sensor", "binary_sensor", "number", "button", "update"}
 
 

@@ -1,0 +1,214 @@
+"""PLC networks: one `GetNetworkOverview` per logical network per interval, asked of any reachable
+manageable member (another one when it fails), turned into a retained rate matrix per network and a
+PLC view for every member — manageable devices and configured adapters without an API alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+from devolo_mqtt.adapter import AdapterRuntime
+from devolo_mqtt.errors import DevoloMqttError
+from devolo_mqtt.mac import colon_mac
+from devolo_mqtt.model import PLC, PLCNET, Overview, PlcDevice, PlcView
+from devolo_mqtt.poller import DeviceRuntime
+from devolo_mqtt.state import iso, utc_now
+
+log = structlog.get_logger("devolo_mqtt.network")
+
+
+def slug(name: str) -> str:
+    """A configured network name as a topic level."""
+    return re.sub(r"[^a-z0-9_-]+", "-", name.strip().lower()).strip("-") or "plc"
+
+
+class NetworkIds:
+    """Stable network ids across polls and restarts: remembered per MAC in the data directory."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._ids: dict[str, str] = {}
+        with contextlib.suppress(OSError, ValueError):
+            loaded = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(loaded, dict):
+                self._ids = {str(k): str(v) for k, v in loaded.items()}
+
+    def resolve(self, macs: list[str], configured: str | None) -> str:
+        """The network's id: configured name, else one remembered for a member, else a new derived one."""
+        remembered = next((self._ids[m] for m in macs if m in self._ids), None)
+        network_id = slug(configured) if configured else remembered or f"plc-{min(macs).lower()}"
+        changed = {m: network_id for m in macs if self._ids.get(m) != network_id}
+        if changed:
+            self._ids.update(changed)
+            try:
+                self._path.parent.mkdir(parents=True, exist_ok=True)
+                self._path.write_text(json.dumps(self._ids, indent=1, sort_keys=True), encoding="utf-8")
+            except OSError as err:
+                log.warning("network_ids_not_saved", path=str(self._path), error=err.strerror)
+        return network_id
+
+
+@dataclass
+class _Network:
+    macs: set[str] = field(default_factory=set)
+    links: dict[str, set[str]] = field(default_factory=dict)  # every destination ever measured, per source
+
+
+@dataclass(frozen=True, slots=True)
+class Unmanaged:
+    """A device seen in an overview that is neither manageable here nor configured."""
+
+    device: PlcDevice
+    network: str
+
+
+class NetworkMonitor:
+    """Polls every PLC network once per interval and feeds every member."""
+
+    def __init__(
+        self,
+        *,
+        interval: float,
+        ids: NetworkIds,
+        members: Callable[[], list[DeviceRuntime]],
+        adapters: dict[str, AdapterRuntime],
+        names: Callable[[str], str | None],
+        configured_network: Callable[[str], str | None],
+        publish: Callable[[str, object], None],
+        measured: Callable[[list[str]], None],
+    ) -> None:
+        self._interval = interval
+        self._ids = ids
+        self._members = members
+        self._adapters = adapters
+        self._names = names
+        self._configured_network = configured_network
+        self._publish = publish
+        self._measured = measured
+        self.networks: dict[str, _Network] = {}
+        self.unmanaged: dict[str, Unmanaged] = {}
+        self._wake = asyncio.Event()
+
+    def device_joined(self) -> None:
+        """A manageable PLC device connected: look at networks nobody has measured yet, soon."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Full rounds every interval; quick partial rounds for devices of unknown networks."""
+        next_full = asyncio.get_running_loop().time()
+        while True:
+            now = asyncio.get_running_loop().time()
+            await self.poll(full=now >= next_full)
+            if now >= next_full:
+                next_full = now + self._interval
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._wake.wait(), max(0.0, next_full - asyncio.get_running_loop().time())
+                )
+            await asyncio.sleep(0.2)  # let devices that connect together join one partial round
+
+    def _candidates(self) -> list[DeviceRuntime]:
+        members = [r for r in self._members() if r.identity_ is not None and r.identity_.supports(PLCNET)]
+        return sorted(members, key=lambda r: (r.online is False, r.id))  # reachable ones first
+
+    async def poll(self, *, full: bool = True) -> None:
+        """One round: each known network once (when `full`), then every member of an unknown one."""
+        covered: set[str] = set()
+        candidates = self._candidates()
+        if full:
+            for network in list(self.networks.values()):
+                askers = [r for r in candidates if r.identity.mac in network.macs]
+                covered |= await self._ask_one_of(askers) or network.macs
+        for runtime in candidates:
+            if runtime.identity.mac not in covered and not self._known(runtime.identity.mac):
+                covered |= await self._ask_one_of([runtime]) or set()
+        if full:
+            present = {mac for n in self.networks.values() for mac in n.macs}
+            for mac, adapter in self._adapters.items():
+                if mac not in present:
+                    adapter.seen(None, None)
+
+    def _known(self, mac: str | None) -> bool:
+        return any(mac in n.macs for n in self.networks.values())
+
+    async def _ask_one_of(self, askers: list[DeviceRuntime]) -> set[str] | None:
+        for runtime in askers:
+            try:
+                overview = await runtime.client.overview()
+            except DevoloMqttError as err:
+                log.info("overview_failed", device=runtime.id, error=str(err))
+                continue
+            return self._handle(overview)
+        return None
+
+    def _handle(self, overview: Overview) -> set[str]:
+        macs = [d.mac for d in overview.devices]
+        if not macs:
+            return set()
+        configured = next((n for m in macs if (n := self._configured_network(m))), None)
+        network_id = self._ids.resolve(macs, configured)
+        network = self.networks.setdefault(network_id, _Network())
+        gone = network.macs - set(macs)
+        network.macs = set(macs)
+        measured = {(r.src, r.dst): (r.tx, r.rx) for r in overview.rates}
+        for src, dst in measured:
+            network.links.setdefault(src, set()).add(dst)
+        routers = frozenset(d.mac for d in overview.devices if d.attached_to_router)
+        runtimes = {r.identity.mac: r for r in self._members() if r.identity_ is not None}
+        for device in overview.devices:
+            links = {dst: measured.get((device.mac, dst)) for dst in network.links.get(device.mac, set())}
+            view = PlcView(network_id, device.attached_to_router, len(macs), links, routers)
+            if (runtime := runtimes.get(device.mac)) is not None:
+                runtime.overview_name = device.name
+                runtime.feed(PLC, view)
+            elif (adapter := self._adapters.get(device.mac)) is not None:
+                adapter.seen(device, view)
+            else:
+                self.unmanaged[device.mac] = Unmanaged(device, network_id)
+        for mac in gone:
+            self.unmanaged.pop(mac, None)
+            if (adapter := self._adapters.get(mac)) is not None:
+                adapter.seen(None, None)
+        self._publish(network_id, self._matrix(network_id, overview, runtimes))
+        self._measured(macs)
+        return set(macs)
+
+    def _matrix(
+        self, network_id: str, overview: Overview, runtimes: dict[str | None, DeviceRuntime]
+    ) -> object:
+        devices = []
+        for d in overview.devices:
+            node = runtimes.get(d.mac) or self._adapters.get(d.mac)
+            devices.append(
+                {
+                    "mac": colon_mac(d.mac).lower(),
+                    "id": node.id if node else None,
+                    "name": self.name_for(d.mac, d.name),
+                    "manageable": d.mac in runtimes,
+                    "attached_to_router": d.attached_to_router,
+                    "product": d.product or None,
+                }
+            )
+        rates = [
+            {
+                "from": colon_mac(r.src).lower(),
+                "to": colon_mac(r.dst).lower(),
+                "tx_rate": r.tx,
+                "rx_rate": r.rx,
+            }
+            for r in overview.rates
+        ]
+        return {"network": network_id, "measured_at": iso(utc_now()), "devices": devices, "rates": rates}
+
+    def name_for(self, mac: str, overview_name: str = "") -> str:
+        """Configured name, else the name set in the device, else the MAC."""
+        return self._names(mac) or overview_name or colon_mac(mac).lower()
