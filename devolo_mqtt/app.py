@@ -24,16 +24,19 @@ from devolo_mqtt.adapter import AdapterRuntime
 from devolo_mqtt.capabilities import Json
 from devolo_mqtt.device import DevoloClient
 from devolo_mqtt.discovery import Discovery, Found
-from devolo_mqtt.errors import CommandError, DevoloMqttError
+from devolo_mqtt.errors import CommandError, DevoloMqttError, honour_cancellation
 from devolo_mqtt.homeassistant import DiscoveryLedger, HaContext, HaDevice, HaLink
 from devolo_mqtt.log import REDACTOR
+from devolo_mqtt.mac import colon_mac, normalise_mac
 from devolo_mqtt.model import PLC, PLCNET, PlcView
 from devolo_mqtt.mqtt import MqttSession, Outgoing, SessionHooks
+from devolo_mqtt.names import MacNames
 from devolo_mqtt.network import NetworkIds, NetworkMonitor
 from devolo_mqtt.poller import Command, DeviceRuntime
 from devolo_mqtt.settings import DeviceConfig, Settings
 from devolo_mqtt.state import iso, utc_now
 from devolo_mqtt.topics import Topics
+from devolo_mqtt.wifi import WifiOutput, WifiTracker
 
 log = structlog.get_logger("devolo_mqtt.app")
 SCHEMA_VERSION = 1
@@ -68,6 +71,20 @@ class Bridge:
             for d in settings.devices
             if not d.manageable and d.enabled and d.mac
         }
+        self.names = MacNames(settings.mac_names, settings.data_dir / "mac_names.json")
+        self.wifi = WifiTracker(
+            settings.wifi,
+            self.names,
+            WifiOutput(
+                client_list=self._publish_client_list,
+                presence=self._publish_presence,
+                event=self.event,
+                tracker_config=self._publish_tracker,
+            ),
+            state_file=settings.data_dir / "wifi_clients.json",
+            clock=clock,
+            heartbeat=settings.polling.heartbeat,
+        )
         self.networks = NetworkMonitor(
             interval=settings.polling.network,
             ids=NetworkIds(settings.data_dir / "networks.json"),
@@ -113,6 +130,8 @@ class Bridge:
                 group.create_task(self._job_worker(), name="devolo_mqtt.jobs")
                 group.create_task(self._housekeeping(), name="devolo_mqtt.housekeeping")
                 group.create_task(self.networks.run(), name="devolo_mqtt.networks")
+                await self.wifi.start()
+                group.create_task(self.wifi.run(), name="devolo_mqtt.wifi")
                 for adapter in self.adapters.values():
                     self._publish_discovery(adapter)
                 for config in self._configs:
@@ -172,6 +191,7 @@ class Bridge:
                 await job()
             except DevoloMqttError as err:
                 log.warning("bridge_job_failed", error=str(err))
+            honour_cancellation()
 
     async def _housekeeping(self) -> None:
         """Health every state interval; stale discovery configs cleared after the grace period."""
@@ -230,8 +250,15 @@ class Bridge:
         """Publish a device's state object (retained)."""
         self.mqtt.publish(self.topics.state(runtime.id), dumps(state), retain=True)
 
+    def source_read(self, runtime: DeviceRuntime, source: str, value: Any) -> None:
+        """Station lists go to the WiFi tracker."""
+        if source == "stations":
+            self.wifi.update_ap(runtime.id, value)
+
     def device_availability(self, runtime: Node) -> None:
-        """Publish a device's availability (retained, QoS 1)."""
+        """Publish a device's availability (retained, QoS 1); an AP going offline loses its clients."""
+        if runtime.online is False and isinstance(runtime, DeviceRuntime):
+            self.wifi.ap_lost(runtime.id)
         if runtime.identity_ is not None or runtime.online is not None:
             self.mqtt.publish(
                 self.topics.availability(runtime.id),
@@ -373,6 +400,7 @@ class Bridge:
 
     def _requests(self) -> dict[str, Callable[[dict[str, Any]], Awaitable[Json | dict[str, Any]]]]:
         return {
+            "mac/rename": self._request_rename,
             "refresh": self._request_refresh,
             "discovery/republish": self._request_republish,
             "discovery/purge": self._request_purge,
@@ -388,6 +416,21 @@ class Bridge:
                 Command({}, internal_refresh=tuple(s.name for s in capabilities.SOURCES))
             )
         return {"devices": [r.id for r in targets]}
+
+    async def _request_rename(self, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            mac = normalise_mac(str(body.get("mac", "")))
+        except ValueError as err:
+            raise CommandError("mac/rename", str(err)) from None
+        name = body.get("name")
+        if name is not None and (not isinstance(name, str) or len(name) > 64):
+            raise CommandError("mac/rename", "name must be a string of at most 64 characters, or null")
+        self.names.rename(mac, name)
+        self.wifi.renamed(mac)
+        for node in self._nodes():
+            if node.identity_ is not None and node.identity_.mac == mac:
+                self._publish_discovery(node)
+        return {"mac": colon_mac(mac).lower(), "name": name or None}
 
     async def _request_republish(self, _: dict[str, Any]) -> dict[str, Any]:
         items = self.ledger.republish()
@@ -518,10 +561,26 @@ class Bridge:
         return next((value for c in configs if c is not None and (value := getattr(c, attr))), None)
 
     def _configured_name(self, mac: str) -> str | None:
-        return self._configured(mac, "name")
+        return self.names.get(mac) or self._configured(mac, "name")
 
     def _configured_network(self, mac: str) -> str | None:
         return self._configured(mac, "network")
+
+    # --- WiFi ----------------------------------------------------------------------------------------
+    def _publish_client_list(self, ap: str, payload: dict[str, Any]) -> None:
+        self.mqtt.publish(self.topics.wifi_clients(ap), dumps(payload), retain=True)
+
+    def _publish_presence(self, mac: str, payload: dict[str, Any]) -> None:
+        self.mqtt.publish(self.topics.wifi_presence(mac), dumps(payload), retain=True)
+
+    def _publish_tracker(self, mac: str) -> None:
+        if not self.settings.homeassistant.enabled:
+            return
+        topic, payload = homeassistant.tracker_config(
+            self._ha, mac, self.names.get(mac), self.wifi.vendor(mac)
+        )
+        for out_topic, text in self.ledger.update(topic.split("/")[-3], {topic: payload}):
+            self._publish_config(out_topic, text)
 
     def _publish_rates(self, network_id: str, matrix: object) -> None:
         self.mqtt.publish(self.topics.network_rates(network_id), dumps(matrix), retain=True)

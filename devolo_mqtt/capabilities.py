@@ -182,6 +182,7 @@ SOURCES: tuple[Source, ...] = (
     Source("uptime", "restart", lambda p: p.state, lambda c: c.uptime()),
     Source("guest", "wifi1", lambda p: p.state, lambda c: c.guest(), shared=True),
     Source("neighbors", "wifi1", lambda p: p.neighbors, lambda c: c.neighbor_count()),
+    Source("stations", "wifi1", lambda p: p.wifi, lambda c: c.stations()),
     Source("firmware", "update", lambda p: p.firmware, lambda c: c.firmware_check()),
 )
 
@@ -305,6 +306,12 @@ CAPABILITIES: tuple[Capability, ...] = (
             entity_category="diagnostic",
             options={"state_topic": "availability"},
         ),
+    ),
+    Capability(
+        "wifi_clients",
+        "wifi1",
+        value=lambda r: len(s) if (s := r.data("stations")) is not None else None,
+        ha=HaEntity("sensor", "WiFi clients", icon="mdi:wifi", state_class="measurement"),
     ),
     Capability(
         "connected_to_router",

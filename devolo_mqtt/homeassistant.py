@@ -213,6 +213,38 @@ def bridge_configs(ctx: HaContext) -> dict[str, Payload]:
     return {ctx.topics.discovery("binary_sensor", node, "connection"): payload}
 
 
+def tracker_config(ctx: HaContext, mac: str, name: str | None, vendor: str | None) -> tuple[str, Payload]:
+    """A `device_tracker` for one WiFi client, across every access point; enabled when named."""
+    lower = mac.lower()
+    node = f"devolo_wifi_{lower}"
+    label = name or (f"{vendor} {colon_mac(mac)}" if vendor else colon_mac(mac))
+    payload: Payload = {
+        "name": None,
+        "unique_id": f"devolo_wifi_{lower}{ctx.suffix()}",
+        "object_id": node,
+        "default_entity_id": f"device_tracker.{node}",
+        "state_topic": ctx.topics.wifi_presence(mac),
+        "value_template": "{{ value_json.state }}",
+        "payload_home": "home",
+        "payload_not_home": "not_home",
+        "source_type": "router",
+        "json_attributes_topic": ctx.topics.wifi_presence(mac),
+        "availability": [{"topic": ctx.topics.bridge_state}],
+        "origin": ORIGIN,
+        "device": {
+            "identifiers": [f"{node}{ctx.suffix()}"],
+            "name": label,
+            "connections": [["mac", colon_mac(mac).lower()]],
+            "via_device": ctx.bridge_identifier,
+        },
+    }
+    if vendor:
+        payload["device"]["manufacturer"] = vendor  # type: ignore[index]
+    if not name:
+        payload["enabled_by_default"] = False
+    return ctx.topics.discovery("device_tracker", node, "presence"), payload
+
+
 def is_ours(ctx: HaContext, payload: bytes) -> bool:
     """Whether a retained discovery config on the broker was published by this bridge instance."""
     try:

@@ -18,6 +18,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from devolo_mqtt.errors import first_of, honour_cancellation
 from devolo_mqtt.settings import MqttSettings
 
 log = structlog.get_logger("devolo_mqtt.mqtt")
@@ -120,14 +121,14 @@ class MqttSession:
                 async with self._client() as client:
                     delay = self._settings.reconnect_min
                     await self._serve(client)
-            except* aiomqtt.MqttError as group:
+            except aiomqtt.MqttError as err:
                 was_connected = self.connected.is_set()
                 self.connected.clear()
                 log.warning(
                     "mqtt_disconnected" if was_connected else "mqtt_connect_failed",
                     host=self._settings.host,
                     port=self._settings.port,
-                    error=str(group.exceptions[0]),
+                    error=str(err),
                     retry_in=round(delay, 1),
                 )
             self.connected.clear()
@@ -176,11 +177,10 @@ class MqttSession:
             await self._send(client, message)
         log.info("mqtt_connected", host=self._settings.host, port=self._settings.port)
         try:
-            async with asyncio.TaskGroup() as group:
-                group.create_task(self._pump_out(client), name="devolo_mqtt.mqtt.out")
-                group.create_task(self._pump_in(client), name="devolo_mqtt.mqtt.in")
+            await first_of(self._pump_out(client), self._pump_in(client), name="devolo_mqtt.mqtt.pump")
         except asyncio.CancelledError:
-            await asyncio.wait_for(self._farewell(client), _SHUTDOWN_SECONDS)
+            async with asyncio.timeout(_SHUTDOWN_SECONDS):
+                await self._farewell(client)
             raise
 
     def _drain_queue(self) -> None:
@@ -191,10 +191,12 @@ class MqttSession:
         while True:
             message = await self._queue.get()
             await self._send(client, message)
+            honour_cancellation()
 
     async def _pump_in(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
             self.counters.received += 1
+            honour_cancellation()
             try:
                 self._hooks.on_message(message)
             except Exception:  # a bad message must never end the session

@@ -16,7 +16,7 @@ from pathlib import Path
 import structlog
 
 from devolo_mqtt.adapter import AdapterRuntime
-from devolo_mqtt.errors import DevoloMqttError
+from devolo_mqtt.errors import DevoloMqttError, honour_cancellation
 from devolo_mqtt.mac import colon_mac
 from devolo_mqtt.model import PLC, PLCNET, Overview, PlcDevice, PlcView
 from devolo_mqtt.poller import DeviceRuntime
@@ -103,17 +103,18 @@ class NetworkMonitor:
 
     async def run(self) -> None:
         """Full rounds every interval; quick partial rounds for devices of unknown networks."""
-        next_full = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        next_full = loop.time()
         while True:
-            now = asyncio.get_running_loop().time()
+            now = loop.time()
             await self.poll(full=now >= next_full)
+            honour_cancellation()
             if now >= next_full:
                 next_full = now + self._interval
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._wake.wait(), max(0.0, next_full - asyncio.get_running_loop().time())
-                )
+                async with asyncio.timeout(max(0.0, next_full - loop.time())):
+                    await self._wake.wait()
             await asyncio.sleep(0.2)  # let devices that connect together join one partial round
 
     def _candidates(self) -> list[DeviceRuntime]:

@@ -16,7 +16,14 @@ import structlog
 from devolo_mqtt import capabilities
 from devolo_mqtt.capabilities import Json, Source
 from devolo_mqtt.device import DevoloClient
-from devolo_mqtt.errors import CommandError, DeviceAuthError, DeviceProtocolError, DeviceUnavailableError
+from devolo_mqtt.errors import (
+    CommandError,
+    DeviceAuthError,
+    DeviceProtocolError,
+    DeviceUnavailableError,
+    first_of,
+    honour_cancellation,
+)
 from devolo_mqtt.model import DeviceIdentity
 from devolo_mqtt.settings import DeviceConfig, Settings
 from devolo_mqtt.state import ChangeFilter, iso, utc_now
@@ -35,6 +42,8 @@ class RuntimeHooks(Protocol):
     def device_availability(self, runtime: DeviceRuntime) -> None: ...
 
     def event(self, kind: str, data: dict[str, Json]) -> None: ...
+
+    def source_read(self, runtime: DeviceRuntime, source: str, value: Any) -> None: ...
 
     async def execute(self, runtime: DeviceRuntime, command: Command) -> None: ...
 
@@ -190,25 +199,23 @@ class DeviceRuntime:
             self._client = self._client_factory(self.ip, self._settings.password_for(self.config))
             try:
                 await self._connect()
-                # One complete first read, so the first state published is whole, not piecemeal.
-                for source in capabilities.sources_for(self.identity):
-                    await self._poll(source, force=True)
-                self.publish_state(force=True)
-                async with asyncio.TaskGroup() as group:
-                    for source in capabilities.sources_for(self.identity):
-                        group.create_task(
-                            self._poller(source), name=f"devolo_mqtt[{self.id}].poll.{source.name}"
-                        )
-                    group.create_task(self._locate_watch(), name=f"devolo_mqtt[{self.id}].locate")
-                    group.create_task(self._wait_moved(), name=f"devolo_mqtt[{self.id}].moved")
-            except* _DeviceMovedError:
+                # Serve until the device moves. (Not a TaskGroup child raising "moved": on Python 3.11
+                # a TaskGroup aborted by a child leaves its parent task marked as cancelling.)
+                await first_of(self._serve_connected(), self._moved.wait(), name=f"devolo_mqtt[{self.id}]")
+            except _DeviceMovedError:
                 pass
             finally:
                 await self._client.close()
 
-    async def _wait_moved(self) -> None:
-        await self._moved.wait()
-        raise _DeviceMovedError
+    async def _serve_connected(self) -> None:
+        # One complete first read, so the first state published is whole, not piecemeal.
+        for source in capabilities.sources_for(self.identity):
+            await self._poll(source, force=True)
+        self.publish_state(force=True)
+        async with asyncio.TaskGroup() as group:
+            for source in capabilities.sources_for(self.identity):
+                group.create_task(self._poller(source), name=f"devolo_mqtt[{self.id}].poll.{source.name}")
+            group.create_task(self._locate_watch(), name=f"devolo_mqtt[{self.id}].locate")
 
     async def _connect(self) -> None:
         delay = _FIRST_RETRY
@@ -234,7 +241,8 @@ class DeviceRuntime:
 
     async def _sleep_or_moved(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._moved.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._moved.wait()
         if self._moved.is_set():
             raise _DeviceMovedError
 
@@ -243,6 +251,7 @@ class DeviceRuntime:
         while True:
             await asyncio.sleep(interval)
             await self._poll(source)
+            honour_cancellation()
             self.publish_state()
 
     async def _poll(self, source: Source, *, force: bool = False, raise_errors: bool = False) -> None:
@@ -263,6 +272,7 @@ class DeviceRuntime:
             return
         self._clear_error(source.name)
         self._set_online(True)
+        self._hooks.source_read(self, source.name, self._data[source.name])
         self.last_seen = utc_now()
         self.health.last_poll = self.last_seen
         if self._client.last_latency is not None:
@@ -275,13 +285,15 @@ class DeviceRuntime:
             remaining = self.locate_until - self._clock()
             if remaining > 0:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._locate_changed.wait(), remaining)
+                    async with asyncio.timeout(remaining):
+                        await self._locate_changed.wait()
                 self.publish_state()
 
     async def _command_worker(self) -> None:
         while True:
             command = await self.commands.get()
             await self._hooks.execute(self, command)
+            honour_cancellation()
 
     # --- state and transitions -----------------------------------------------------------------------
     def current_state(self) -> dict[str, Json]:

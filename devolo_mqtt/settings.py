@@ -155,6 +155,14 @@ class HomeAssistantSettings(_Section):
     stale_grace: Annotated[float, Field(ge=0)] = 120.0
 
 
+class WifiSettings(_Section):
+    """WiFi clients and presence."""
+
+    consider_home: Annotated[float, Field(ge=0)] = 180.0  # seconds away before `not_home`
+    track_random: bool = False  # track clients with random (locally administered) MACs too
+    max_clients_per_ap: Annotated[int, Field(ge=1, le=1000)] = 100
+
+
 class LoggingSettings(_Section):
     """Log level and format (console on a TTY, JSON otherwise, unless set)."""
 
@@ -189,6 +197,8 @@ class Settings(BaseSettings):
     polling: PollingSettings = PollingSettings()
     homeassistant: HomeAssistantSettings = HomeAssistantSettings()
     guest_wifi: GuestSettings = GuestSettings()
+    wifi: WifiSettings = WifiSettings()
+    mac_names: dict[str, str] = {}
     logging: LoggingSettings = LoggingSettings()
     data_dir: Path = Path("data")
 
@@ -203,6 +213,13 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Priority: explicit arguments, environment, the YAML file, defaults."""
         return init_settings, env_settings, _YamlSource(settings_cls, _CONFIG_FILE.get())
+
+    @field_validator("mac_names")
+    @classmethod
+    def _mac_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        for mac in value:
+            normalise_mac(mac)
+        return value
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Self:

@@ -140,7 +140,8 @@ class Probe:
                 raise AssertionError(f"nothing matching on {topic} within {within}s; seen: {seen}")
             self._changed.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await self._changed.wait()
 
     async def wait_json(
         self, topic: str, predicate: Callable[[Any], bool], within: float = 15.0, after: float = 0.0

@@ -66,7 +66,7 @@ async def test_bridge_start_publishes_retained_state_per_model(
         wanted = "firmware" if serial == REPEATER else "plc_devices"  # the repeater has no PLC
         states[serial] = await probe.wait_json(f"{base_topic}/{serial}", functools.partial(_has, wanted))
     common = {"leds", "firmware", "update_available", "next_firmware", "uptime", "ip", "last_seen"}
-    wifi = {"guest_wifi", "guest_duration", "guest_remaining", "neighbor_aps"}
+    wifi = {"guest_wifi", "guest_duration", "guest_remaining", "neighbor_aps", "wifi_clients"}
     plc = {"locate", "connected_to_router", "plc_devices"}
     home_links = {f"{d}_rate_00005e00530{i}" for d in ("tx", "rx") for i in (1, 2, 3, 4)}
     assert set(states[ROUTER]) == common | plc | home_links - {"tx_rate_00005e005301", "rx_rate_00005e005301"}

@@ -61,6 +61,7 @@ class DeviceHttpServer:
         self._device = device
         self._port = port
         self._server: asyncio.Server | None = None
+        self._connections: set[asyncio.StreamWriter] = set()
         self._nonces: set[str] = set()
         self._prefix = f"/{api_path(device.serial)}/"
 
@@ -75,11 +76,15 @@ class DeviceHttpServer:
         """Stop listening and wait for open connections to end."""
         if self._server is not None:
             self._server.close()
+            for writer in list(self._connections):  # keep-alive connections end with the device
+                writer.close()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 2)
+                async with asyncio.timeout(2):
+                    await self._server.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = h11.Connection(h11.SERVER)
+        self._connections.add(writer)
         try:
             while True:
                 request, body = await self._read_request(conn, reader)
@@ -110,6 +115,7 @@ class DeviceHttpServer:
         except (h11.RemoteProtocolError, ConnectionError, h11.LocalProtocolError):
             pass
         finally:
+            self._connections.discard(writer)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
