@@ -378,8 +378,9 @@ CAPABILITIES: tuple[Capability, ...] = (
         "update",
         kind="action",
         parse=parse_action,
+        # No read-back: the device reboots into the new firmware; the version arrives over mDNS and
+        # triggers a fresh update check (see DeviceRuntime.publish_state).
         write=_action(lambda c: c.install_update()),
-        refresh=("firmware",),
     ),
 )
 

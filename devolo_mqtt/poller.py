@@ -310,6 +310,8 @@ class DeviceRuntime:
             self._firmware_seen = self.firmware
             self._data.pop("firmware", None)  # a new firmware makes the last update check stale
             self._log.info("firmware_changed", firmware=self.firmware)
+            with contextlib.suppress(asyncio.QueueFull):
+                self.commands.put_nowait(Command({}, internal_refresh=("firmware",)))
         state = self.current_state()
         previous = self._published.last or {}
         if self._published.should_publish(state, force=force):

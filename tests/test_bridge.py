@@ -89,6 +89,10 @@ async def test_bridge_start_publishes_retained_state_per_model(
     assert {d["serial"] for d in devices} == set(MANAGEABLE)
     info = await probe.wait_json(f"{base_topic}/bridge/info", lambda i: "version" in i)
     assert info["schema_version"] == 1
+    assert info["config"]["device_password"] == "**********"  # secrets masked
+    health = await probe.wait_json(f"{base_topic}/bridge/health", lambda h: len(h["devices"]) == 5, within=5)
+    assert health["mqtt"]["connects"] == 1
+    assert health["devices"][WIFI_NEXT]["online"] is True and health["devices"][WIFI_NEXT]["latency_ms"] > 0
 
 
 async def test_bridge_retained_flags_on_the_broker(

@@ -1,0 +1,178 @@
+"""Bridge behaviour over time: log-once transitions, Home Assistant restarts, stale configs, locate,
+firmware updates, bridge requests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import aiomqtt
+import structlog
+from structlog.testing import capture_logs
+
+from devolo_mqtt.emulator.scenario import Scenario
+from devolo_mqtt.emulator.world import Fault
+from tests.conftest import StartBridge, StartEmulator
+from tests.helpers import Broker, Probe
+
+ROUTER, WIFI_NEXT, WIFI_6 = "1000000000000001", "1000000000000002", "1000000000000003"
+
+
+async def publish(broker: Broker, topic: str, payload: str, *, retain: bool = False) -> None:
+    """Publish like Home Assistant or a user would."""
+    async with aiomqtt.Client("127.0.0.1", broker.port) as client:
+        await client.publish(topic, payload, qos=1, retain=retain)
+
+
+async def test_lifecycle_unavailable_and_recovered_logged_once(
+    demo_scenario: Scenario,
+    start_emulator: StartEmulator,
+    start_bridge: StartBridge,
+    probe: Probe,
+    base_topic: str,
+) -> None:
+    """A device that stays down for many polls is logged unavailable once, and recovered once."""
+    emulator = await start_emulator(demo_scenario)
+    with capture_logs() as logs:
+        await start_bridge()
+        await probe.wait_for(f"{base_topic}/{WIFI_6}/availability", lambda m: m.payload == b"online")
+        emulator.set_fault(WIFI_6, Fault.UNREACHABLE)
+        await probe.wait_for(
+            f"{base_topic}/{WIFI_6}/availability", lambda m: m.payload == b"offline", within=6
+        )
+        await asyncio.sleep(4)  # several more polls fail
+        emulator.set_fault(WIFI_6, Fault.NONE)
+        await probe.wait_for(
+            f"{base_topic}/{WIFI_6}/availability",
+            lambda m: m.payload == b"online",
+            after=asyncio.get_running_loop().time() - 1e9,
+            within=15,
+        )
+        await asyncio.sleep(1)
+    mine = [e for e in logs if e.get("device") == WIFI_6]
+    assert [e["event"] for e in mine].count("device_unavailable") == 1
+    assert [e["event"] for e in mine].count("device_recovered") == 1
+    structlog.reset_defaults()
+
+
+async def test_lifecycle_ha_status_online_republishes_states(
+    demo_scenario: Scenario,
+    start_emulator: StartEmulator,
+    start_bridge: StartBridge,
+    probe: Probe,
+    broker: Broker,
+    base_topic: str,
+) -> None:
+    """`homeassistant/status` → online makes every state and availability go out again."""
+    await start_emulator(demo_scenario)
+    await start_bridge(polling={"state": 60, "wifi": 60})
+    await probe.wait_json(f"{base_topic}/{ROUTER}", lambda s: "plc_devices" in s)
+    await asyncio.sleep(0.5)
+    before = len(probe.on(f"{base_topic}/{ROUTER}"))
+    await publish(broker, f"{base_topic}ha/status", "online")
+    await asyncio.sleep(4)  # random delay of up to 3 s
+    assert len(probe.on(f"{base_topic}/{ROUTER}")) > before
+    assert probe.on(f"{base_topic}/{WIFI_NEXT}/availability")[-1].payload == b"online"
+
+
+async def test_lifecycle_stale_configs_of_earlier_runs_are_cleared(
+    demo_scenario: Scenario,
+    start_emulator: StartEmulator,
+    start_bridge: StartBridge,
+    probe: Probe,
+    broker: Broker,
+    base_topic: str,
+) -> None:
+    """Configs an earlier run left for a device and an entity that no longer exist are emptied."""
+    ha = f"{base_topic}ha"
+    ours = json.dumps(
+        {"name": "x", "device": {"identifiers": ["devolo_999"], "via_device": "devolo_mqtt_bridge"}}
+    )
+    foreign = json.dumps({"name": "y", "device": {"identifiers": ["zigbee_1"]}})
+    await publish(broker, f"{ha}/sensor/devolo_999/uptime/config", ours, retain=True)
+    await publish(broker, f"{ha}/switch/devolo_{WIFI_NEXT}/old_key/config", ours, retain=True)
+    await publish(broker, f"{ha}/sensor/zigbee_1/battery/config", foreign, retain=True)
+    await start_emulator(demo_scenario)
+    await start_bridge()
+    await probe.wait_for(f"{ha}/switch/devolo_{WIFI_NEXT}/old_key/config", lambda m: m.payload == b"")
+    await probe.wait_for(f"{ha}/sensor/devolo_999/uptime/config", lambda m: m.payload == b"", within=8)
+    await asyncio.sleep(0.5)
+    assert all(m.payload for m in probe.on(f"{ha}/sensor/zigbee_1/battery/config"))  # not ours: untouched
+
+
+async def test_lifecycle_locate_turns_off_after_two_minutes(
+    demo_scenario: Scenario, start_emulator: StartEmulator, broker: Broker, probe: Probe, base_topic: str
+) -> None:
+    """Locate is ON after the command and OFF once its 120 s are over (time is faked via the clock)."""
+    from devolo_mqtt.app import Bridge  # noqa: PLC0415
+    from tests.conftest import bridge_settings  # noqa: PLC0415
+
+    now = [1000.0]
+    await start_emulator(demo_scenario)
+    bridge = Bridge(bridge_settings(broker, base_topic), clock=lambda: now[0])
+    task = asyncio.create_task(bridge.run())
+    try:
+        await probe.wait_json(f"{base_topic}/{WIFI_NEXT}", lambda s: s.get("locate") == "OFF")
+        await publish(broker, f"{base_topic}/{WIFI_NEXT}/set/locate", "ON")
+        await probe.wait_json(f"{base_topic}/{WIFI_NEXT}", lambda s: s.get("locate") == "ON")
+        now[0] += 121
+        await probe.wait_json(f"{base_topic}/{WIFI_NEXT}", lambda s: s.get("locate") == "OFF", within=5)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_lifecycle_firmware_update_available_installed_and_announced(
+    demo_scenario: Scenario,
+    start_emulator: StartEmulator,
+    start_bridge: StartBridge,
+    probe: Probe,
+    broker: Broker,
+    base_topic: str,
+) -> None:
+    """An update appears (event), installs on command, and the new version arrives via mDNS."""
+    emulator = await start_emulator(demo_scenario)
+    emulator.advance(31)  # the demo's update is available after 30 s
+    await start_bridge()
+    state = await probe.wait_json(f"{base_topic}/{WIFI_NEXT}", lambda s: s.get("update_available") is True)
+    assert state["next_firmware"] == "7.14.1" and state["firmware"] == "7.12.5"
+    event = await probe.wait_json(f"{base_topic}/bridge/event", lambda e: e["type"] == "firmware_available")
+    assert event["data"] == {"device": WIFI_NEXT, "version": "7.14.1"}
+    await publish(broker, f"{base_topic}/{WIFI_NEXT}/set/install_update", "install")
+    result = await probe.wait_json(f"{base_topic}/{WIFI_NEXT}/set/result", lambda r: True)
+    assert result["status"] == "ok"
+    emulator.advance(25)  # the reboot into the new firmware is over
+    updated = await probe.wait_json(
+        f"{base_topic}/{WIFI_NEXT}",
+        lambda s: s.get("firmware") == "7.14.1" and s.get("update_available") is False,
+        within=20,
+    )
+    assert updated["next_firmware"] == ""
+
+
+async def test_lifecycle_bridge_requests(
+    demo_scenario: Scenario,
+    start_emulator: StartEmulator,
+    start_bridge: StartBridge,
+    probe: Probe,
+    broker: Broker,
+    base_topic: str,
+) -> None:
+    """refresh, discovery/republish, discovery/purge and an unknown op each get a response."""
+    emulator = await start_emulator(demo_scenario)
+    await start_bridge(polling={"state": 60})
+    await probe.wait_json(f"{base_topic}/{WIFI_NEXT}", lambda s: "leds" in s)
+    emulator.device(WIFI_NEXT).leds = False  # changed behind the bridge's back
+    await publish(
+        broker, f"{base_topic}/bridge/request/refresh", json.dumps({"device": WIFI_NEXT, "transaction": 1})
+    )
+    response = await probe.wait_json(f"{base_topic}/bridge/response/refresh", lambda r: True)
+    assert response == {"status": "ok", "data": {"devices": [WIFI_NEXT]}, "transaction": 1}
+    await probe.wait_json(f"{base_topic}/{WIFI_NEXT}", lambda s: s.get("leds") == "OFF", within=5)
+    await publish(broker, f"{base_topic}/bridge/request/nonsense", "{}")
+    bad = await probe.wait_json(f"{base_topic}/bridge/response/nonsense", lambda r: True)
+    assert bad["status"] == "error" and "unknown request" in bad["error"]
+    await publish(broker, f"{base_topic}/bridge/request/discovery/purge", "")
+    purged = await probe.wait_json(f"{base_topic}/bridge/response/discovery/purge", lambda r: True)
+    assert purged["status"] == "ok" and purged["data"]["cleared"] > 20
+    await probe.wait_for(f"{base_topic}ha/switch/devolo_{WIFI_NEXT}/leds/config", lambda m: m.payload == b"")
