@@ -19,7 +19,7 @@ import structlog
 from zeroconf import InterfaceChoice, IPVersion
 from zeroconf.asyncio import AsyncZeroconf
 
-from devolo_mqtt import __version__, capabilities, commands, homeassistant
+from devolo_mqtt import __version__, capabilities, commands, health, homeassistant
 from devolo_mqtt.adapter import AdapterRuntime
 from devolo_mqtt.capabilities import Json
 from devolo_mqtt.device import DevoloClient
@@ -119,6 +119,7 @@ class Bridge:
     async def run(self) -> None:
         """Run until cancelled; shutdown unwinds the exit stack (MQTT goodbye, then HTTP, then mDNS)."""
         async with AsyncExitStack() as stack:
+            stack.callback(health.write, self.settings.data_dir, connected=False)  # last, on the way out
             interfaces = self.settings.discovery.interfaces or InterfaceChoice.All
             self._zeroconf = AsyncZeroconf(interfaces=interfaces, ip_version=IPVersion.V4Only)
             stack.push_async_callback(self._zeroconf.async_close)
@@ -199,6 +200,7 @@ class Bridge:
         while True:
             await asyncio.sleep(min(self.settings.polling.state, 60.0))
             self._publish_health()
+            health.write(self.settings.data_dir, connected=self.mqtt.connected.is_set())
             if not swept and self._clock() - self._started >= self.settings.homeassistant.stale_grace:
                 swept = True
                 self._sweep_discovery()
@@ -314,6 +316,7 @@ class Bridge:
         return subs
 
     def _on_connect(self) -> None:
+        health.write(self.settings.data_dir, connected=True)
         self.mqtt.publish(self.topics.bridge_state, "online", retain=True, qos=1)
         self.mqtt.publish(self.topics.bridge_info, dumps(self._info()), retain=True)
         if self.settings.homeassistant.enabled:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -44,6 +45,14 @@ def _parser() -> argparse.ArgumentParser:
         "--interface", help="address of the interface for multicast (default: each device's)"
     )
     emulate.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second")
+    demo = sub.add_parser("demo", help="emulated home + bridge + broker, with a live summary")
+    demo.add_argument("--broker", help="HOST[:PORT] of your broker (default: an embedded one, demo only)")
+    demo.add_argument("--port", type=int, help="port of the embedded broker (default 1883, else a free one)")
+    demo.add_argument("--speed", type=float, default=10.0, help="simulated seconds per real second")
+    health = sub.add_parser(
+        "health", help="exit 0 if a running bridge is connected to MQTT (Docker HEALTHCHECK)"
+    )
+    with_config(health)
     return parser
 
 
@@ -55,6 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "check-config": _cmd_check,
         "discover": _cmd_discover,
         "emulate": _cmd_emulate,
+        "demo": _cmd_demo,
+        "health": _cmd_health,
     }
     if args.command is None:
         _parser().print_help()
@@ -157,6 +168,24 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
             await asyncio.Event().wait()
 
     return run_until_signal(serve)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from devolo_mqtt.demo import run_demo  # noqa: PLC0415
+
+    log.configure("WARNING", "console")
+    return run_until_signal(
+        lambda: run_demo(args.broker, args.port, args.speed, functools.partial(print, flush=True))
+    )
+
+
+def _cmd_health(args: argparse.Namespace) -> int:
+    from devolo_mqtt.health import check  # noqa: PLC0415
+
+    settings = load_settings(args.config)
+    healthy, reason = check(settings.data_dir)
+    print(reason)
+    return 0 if healthy else 1
 
 
 if __name__ == "__main__":

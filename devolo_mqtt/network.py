@@ -132,7 +132,7 @@ class NetworkMonitor:
         for runtime in candidates:
             if runtime.identity.mac not in covered and not self._known(runtime.identity.mac):
                 covered |= await self._ask_one_of([runtime]) or set()
-        if full:
+        if full and self.networks:  # before any network was measured, absence means nothing yet
             present = {mac for n in self.networks.values() for mac in n.macs}
             for mac, adapter in self._adapters.items():
                 if mac not in present:

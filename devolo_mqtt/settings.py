@@ -179,7 +179,6 @@ class GuestSettings(_Section):
     """Guest WiFi."""
 
     default_duration: Annotated[int, Field(ge=0, le=1440)] = 0
-    publish_key: bool = False  # publish the guest WiFi passphrase in state (off: it is a secret)
 
 
 class Settings(BaseSettings):

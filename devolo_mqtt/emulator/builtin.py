@@ -8,6 +8,7 @@ from typing import Any
 from devolo_mqtt.emulator.scenario import Scenario, parse_scenario
 
 # Serials are 16 digits like real devices; MACs use the documentation OUI range 00:00:5E:00:53.
+DEMO_PASSWORD = "demo-secret"  # noqa: S105 - the emulated demo devices' password, printed in the README
 DEMO_HOME: dict[str, Any] = {
     "seed": 7,
     "devices": [
@@ -15,7 +16,7 @@ DEMO_HOME: dict[str, Any] = {
             "serial": "1000000000000001",
             "model": "magic2_lan",
             "name": "Router adapter",
-            "password": "demo-secret",
+            "password": DEMO_PASSWORD,
             "plc_mac": "00:00:5E:00:53:01",
             "network": "home",
             "attached_to_router": True,
@@ -24,7 +25,7 @@ DEMO_HOME: dict[str, Any] = {
             "serial": "1000000000000002",
             "model": "magic2_wifi_next",
             "name": "Living room",
-            "password": "demo-secret",
+            "password": DEMO_PASSWORD,
             "plc_mac": "00:00:5E:00:53:02",
             "network": "home",
             "update": {
@@ -38,7 +39,7 @@ DEMO_HOME: dict[str, Any] = {
             "serial": "1000000000000003",
             "model": "magic2_wifi_6",
             "name": "Office",
-            "password": "demo-secret",
+            "password": DEMO_PASSWORD,
             "plc_mac": "00:00:5E:00:53:03",
             "network": "home",
         },
@@ -53,7 +54,7 @@ DEMO_HOME: dict[str, Any] = {
             "serial": "1000000000000005",
             "model": "dlan1200_wifi_ac",
             "name": "Garden house",
-            "password": "demo-secret",
+            "password": DEMO_PASSWORD,
             "plc_mac": "00:00:5E:00:53:05",
             "network": "garden",
             "attached_to_router": True,
@@ -70,7 +71,7 @@ DEMO_HOME: dict[str, Any] = {
             "serial": "1000000000000007",
             "model": "repeater_ac",
             "name": "Attic repeater",
-            "password": "demo-secret",
+            "password": DEMO_PASSWORD,
         },
     ],
     "stations": [

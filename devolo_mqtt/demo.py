@@ -1,0 +1,181 @@
+"""`devolo-mqtt demo`: an emulated home, the bridge and a broker, with a live summary of what flows.
+
+The broker is the one given with `--broker`, else an embedded one (amqtt, from the `demo` extra)
+started for the demo only — `run` never starts a broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+import tempfile
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+
+from devolo_mqtt.app import Bridge
+from devolo_mqtt.emulator.builtin import DEMO_PASSWORD, demo_home
+from devolo_mqtt.emulator.server import Emulator
+from devolo_mqtt.errors import ConfigError
+from devolo_mqtt.settings import load_settings
+
+# The demo's adapters without an API, as a user would configure them.
+DEMO_ADAPTERS = [
+    {"mac": "00:00:5E:00:53:04", "manageable": False, "name": "Garage", "model": "devolo dLAN 1200+"},
+    {"mac": "00:00:5E:00:53:06", "manageable": False, "name": "Shed", "model": "devolo dLAN 550 duo+"},
+]
+_QUIET_KEYS = ("last_seen", "uptime", "tx_rate_", "rx_rate_", "guest_remaining", "neighbor_aps")
+
+
+async def _embedded_broker(stack: AsyncExitStack, port: int) -> None:
+    try:
+        from amqtt.broker import Broker  # noqa: PLC0415 - optional: the `demo` extra
+    except ImportError:
+        raise ConfigError(
+            "the embedded broker needs the demo extra: pip install 'devolo-mqtt[demo]' "
+            "(or pass --broker HOST:PORT)",
+            field="--broker",
+        ) from None
+    broker = Broker(
+        {
+            "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
+            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+        }
+    )
+    try:
+        await broker.start()
+    except Exception as err:  # amqtt wraps bind errors in its own exception types
+        raise ConfigError(
+            f"cannot start the embedded broker on port {port} ({err}); try --port", field="--port"
+        ) from None
+    stack.push_async_callback(broker.shutdown)
+
+
+def _parse_broker(value: str, default_port: int | None) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not host:
+        return value, default_port or 1883
+    if not port.isdigit():
+        raise ConfigError(f"--broker: expected HOST or HOST:PORT, got {value!r}", field="--broker")
+    return host, int(port)
+
+
+def _free_port(preferred: int) -> int:
+    """The preferred port when nothing listens there, else one the system picks."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", preferred))
+        except OSError:
+            sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def run_demo(
+    broker: str | None, port: int | None, speed: float, out: Callable[[str], None] = print
+) -> None:
+    """Run the demo until cancelled."""
+    async with AsyncExitStack() as stack:
+        if broker is None:
+            host, protocol = "127.0.0.1", "3.1.1"  # amqtt speaks MQTT 3.1.1
+            port = port or _free_port(1883)
+            await _embedded_broker(stack, port)
+        else:
+            (host, port), protocol = _parse_broker(broker, port), "5"
+        emulator = Emulator(demo_home(), speed=speed)
+        await emulator.start()
+        stack.push_async_callback(emulator.close)
+        data = stack.enter_context(tempfile.TemporaryDirectory(prefix="devolo-mqtt-demo-"))
+        settings = load_settings(
+            None,
+            mqtt={"host": host, "port": port, "protocol": protocol, "client_id": "devolo-mqtt-demo"},
+            discovery={"interfaces": ["127.0.0.1"]},
+            device_password=DEMO_PASSWORD,
+            devices=DEMO_ADAPTERS,
+            polling={"state": 10, "wifi": 5, "network": 30},
+            wifi={"consider_home": 60},
+            data_dir=str(Path(data)),
+            logging={"level": "WARNING"},
+        )
+        _banner(out, host, port, broker is None)
+        async with asyncio.TaskGroup() as group:
+            group.create_task(Bridge(settings).run(), name="devolo_mqtt.demo.bridge")
+            group.create_task(_summary(host, port, out), name="devolo_mqtt.demo.summary")
+
+
+def _banner(out: Callable[[str], None], host: str, port: int, embedded: bool) -> None:
+    where = f"{host}:{port}" + (" (embedded broker, MQTT 3.1.1)" if embedded else "")
+    out(f"""devolo-mqtt demo: 7 emulated devolo devices in 2 PLC networks, WiFi clients coming and going.
+  broker:          {where}
+  watch it:        mosquitto_sub -h {host} -p {port} -t 'devolo/#' -v
+  MQTT Explorer:   connect to {host}:{port}
+  Home Assistant:  add the MQTT integration with broker {host}:{port}; devices appear by discovery
+  try a command:   mosquitto_pub -h {host} -p {port} -t devolo/1000000000000002/set/leds -m OFF
+Ctrl-C stops the demo.
+""")
+
+
+async def _summary(host: str, port: int, out: Callable[[str], None]) -> None:
+    """Print what flows, readably: availability, state changes, events, matrices."""
+    names: dict[str, str] = {}
+    last: dict[str, dict[str, Any]] = {}
+    while True:
+        with contextlib.suppress(aiomqtt.MqttError):
+            async with aiomqtt.Client(host, port, identifier="devolo-mqtt-demo-summary") as client:
+                await client.subscribe("devolo/#")
+                async for message in client.messages:
+                    raw = message.payload
+                    payload = bytes(raw) if isinstance(raw, bytes | bytearray) else str(raw or "").encode()
+                    line = _describe(str(message.topic), payload, names, last)
+                    if line:
+                        out(f"{datetime.now().strftime('%H:%M:%S')}  {line}")  # noqa: DTZ005 - local time for people
+        await asyncio.sleep(1)
+
+
+def _describe(  # noqa: PLR0911 - one return per kind of topic reads best here
+    topic: str, payload: bytes, names: dict[str, str], last: dict[str, dict[str, Any]]
+) -> str | None:
+    parts = topic.split("/")
+    try:
+        data = json.loads(payload) if payload[:1] in (b"{", b"[") else payload.decode()
+    except ValueError:
+        return None
+    if topic == "devolo/bridge/devices" and isinstance(data, list):
+        names.update({d["id"]: d["name"] for d in data if d.get("id")})
+        return None
+    if topic == "devolo/bridge/state":
+        return f"bridge {data}"
+    if topic == "devolo/bridge/event" and isinstance(data, dict):
+        details = data.get("data", {})
+        who = (
+            details.get("name")
+            or details.get("mac")
+            or names.get(details.get("device", ""), details.get("device"))
+        )
+        where = details.get("to") or details.get("ap")
+        return f"event {data.get('type')}: {who}" + (f" @ {names.get(where, where)}" if where else "")
+    if len(parts) == 4 and parts[1] == "network" and isinstance(data, dict):
+        rates = [r["tx_rate"] for r in data.get("rates", [])]
+        average = sum(rates) / len(rates) if rates else 0
+        return (
+            f"PLC network {parts[2]}: {len(data.get('devices', []))} devices, {len(rates)} links, "
+            f"average {average:.0f} Mbit/s"
+        )
+    if len(parts) == 3 and parts[2] == "availability":
+        return f"{names.get(parts[1], parts[1])} is {data}"
+    if len(parts) == 2 and parts[1] != "bridge" and isinstance(data, dict):
+        shown = {k: v for k, v in data.items() if not k.startswith(_QUIET_KEYS)}
+        before, last[parts[1]] = last.get(parts[1]), shown
+        changed = {k: v for k, v in shown.items() if before is None or before.get(k) != v}
+        if changed:
+            return f"{names.get(parts[1], parts[1])}: " + ", ".join(
+                f"{k}={v}" for k, v in sorted(changed.items())
+            )
+    return None

@@ -1,0 +1,236 @@
+"""What a newcomer touches first: the README's commands, the demo, Docker files, the example config,
+the Node-RED flow and the health command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import yaml
+from pydantic import BaseModel
+
+from devolo_mqtt.app import Bridge
+from devolo_mqtt.cli import _parser
+from devolo_mqtt.emulator.builtin import DEMO_HOME
+from devolo_mqtt.emulator.scenario import Scenario
+from devolo_mqtt.settings import Settings, load_settings
+from devolo_mqtt.topics import Topics
+from tests.conftest import StartEmulator, bridge_settings
+from tests.helpers import Broker, Probe, free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+MANAGEABLE = [d["serial"] for d in DEMO_HOME["devices"] if d["model"] not in ("dlan1200_lan", "dlan550_lan")]
+
+
+def _readme_command(after: str) -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    match = re.search(re.escape(after) + r".*?```sh\n(.+?)\n```", text, re.DOTALL)
+    assert match, f"no command after {after!r}"
+    return match.group(1).strip()
+
+
+def test_packaging_readme_two_commands_are_what_ci_and_the_demo_test_run() -> None:
+    """The README's demo and test commands are the scripts the demo test and CI run."""
+    assert _readme_command("Run the demo") == "bash .ci/demo"
+    assert _readme_command("Run the tests") == "bash .ci/run"
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert "-m pytest" in ci and "'.[test,demo]'" in ci
+    assert 'exec "$venv/bin/devolo-mqtt" demo' in (ROOT / ".ci" / "demo").read_text(encoding="utf-8")
+
+
+async def _run_demo(args: list[str], host: str, port: int, protocol: aiomqtt.ProtocolVersion) -> str:
+    """Start `bash .ci/demo` as a newcomer would, wait for every device's state, Ctrl-C it."""
+    env = {**os.environ, "DEVOLO_MQTT_VENV": sys.prefix}  # the venv CI (or you) already made
+    process = await asyncio.create_subprocess_exec(
+        "bash",
+        str(ROOT / ".ci" / "demo"),
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        wanted = {f"devolo/{s}" for s in MANAGEABLE}
+        seen: set[str] = set()
+        async with asyncio.timeout(90):
+            while True:
+                try:
+                    async with aiomqtt.Client(host, port, protocol=protocol) as client:
+                        await client.subscribe("devolo/#")
+                        async for message in client.messages:
+                            if str(message.topic) in wanted and b"firmware" in bytes(message.payload):
+                                seen.add(str(message.topic))
+                            if seen == wanted:
+                                break
+                    break
+                except aiomqtt.MqttError:
+                    await asyncio.sleep(0.5)  # the embedded broker is not up yet
+        process.send_signal(signal.SIGINT)
+        output, _ = await asyncio.wait_for(process.communicate(), 30)
+    finally:
+        if process.returncode is None:
+            process.kill()
+    assert process.returncode == 0, output.decode()[-3000:]
+    return output.decode()
+
+
+async def test_packaging_demo_with_embedded_broker() -> None:
+    """`bash .ci/demo` publishes every emulated device within seconds and exits 0 on Ctrl-C."""
+    port = free_port()
+    output = await _run_demo(["--port", str(port)], "127.0.0.1", port, aiomqtt.ProtocolVersion.V311)
+    assert f"127.0.0.1:{port} (embedded broker" in output
+    assert "PLC network" in output and "is online" in output  # the live summary
+
+
+async def test_packaging_demo_against_a_real_broker(broker: Broker) -> None:
+    """`bash .ci/demo --broker HOST:PORT` uses that broker (MQTT 5) and exits 0 on Ctrl-C."""
+    output = await _run_demo(
+        ["--broker", f"127.0.0.1:{broker.port}"], "127.0.0.1", broker.port, aiomqtt.ProtocolVersion.V5
+    )
+    assert "embedded" not in output
+
+
+def test_packaging_compose_file_as_documented() -> None:
+    """Mosquitto with config and persistence; the bridge on host networking with volumes; restarts."""
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
+    services = compose["services"]
+    assert set(services) == {"mosquitto", "devolo-mqtt"}
+    bridge, mosquitto = services["devolo-mqtt"], services["mosquitto"]
+    assert bridge["network_mode"] == "host"
+    assert bridge["restart"] == mosquitto["restart"] == "unless-stopped"
+    assert "./config:/config:ro" in bridge["volumes"] and "devolo-data:/data" in bridge["volumes"]
+    assert "mosquitto-data:/mosquitto/data" in mosquitto["volumes"]
+    conf = compose["configs"][mosquitto["configs"][0]["source"]]["content"]
+    assert "persistence true" in conf and "listener 1883" in conf
+    assert set(compose["volumes"]) == {"mosquitto-data", "devolo-data"}
+
+
+def test_packaging_dockerfile_slim_nonroot_healthcheck_and_real_entrypoint() -> None:
+    """Slim base, a non-root user, a health check on `devolo-mqtt health`, commands that exist."""
+    lines = [ln.strip() for ln in (ROOT / "Dockerfile").read_text(encoding="utf-8").splitlines()]
+    froms = [ln for ln in lines if ln.startswith("FROM ")]
+    assert len(froms) == 2 and all("-slim" in ln for ln in froms)
+    final = lines[lines.index(froms[1]) :]
+    assert any(ln.startswith("USER ") and "root" not in ln for ln in final)
+    assert not any("gcc" in ln or "build-essential" in ln for ln in final)
+    health = next(ln for ln in lines if ln.startswith('CMD ["devolo-mqtt", "health"]'))
+    assert health
+    entry = json.loads(next(ln for ln in lines if ln.startswith("ENTRYPOINT ")).removeprefix("ENTRYPOINT "))
+    cmd = json.loads(next(ln for ln in lines if ln.startswith('CMD ["run"')).removeprefix("CMD "))
+    assert entry == ["devolo-mqtt"]
+    scripts = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert 'devolo-mqtt = "devolo_mqtt.cli:main"' in scripts
+    _parser().parse_args(cmd)  # `run --config …` is a real command line
+    _parser().parse_args(["health"])
+
+
+def _fields(model: type[BaseModel], prefix: str = "") -> set[str]:
+    names: set[str] = set()
+    for name, field in model.model_fields.items():
+        names.add(prefix + name)
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            names |= _fields(annotation, f"{prefix}{name}.")
+    return names
+
+
+def _keys(data: dict[str, Any], prefix: str = "") -> set[str]:
+    keys: set[str] = set()
+    for key, value in data.items():
+        keys.add(prefix + key)
+        if isinstance(value, dict) and key != "mac_names":
+            keys |= _keys(value, f"{prefix}{key}.")
+    return keys
+
+
+def test_packaging_example_config_validates_and_shows_every_setting() -> None:
+    """config.example.yaml is valid and mentions every setting (device keys in its comments)."""
+    path = ROOT / "config.example.yaml"
+    settings = load_settings(path)
+    assert settings == load_settings(None)  # the example shows the defaults
+    shown = _keys(yaml.safe_load(path.read_text(encoding="utf-8")))
+    assert _fields(Settings) == shown
+    text = path.read_text(encoding="utf-8")
+    from devolo_mqtt.settings import DeviceConfig  # noqa: PLC0415
+
+    for name in DeviceConfig.model_fields:
+        assert re.search(rf"#.*\b{name}\b", text), name
+
+
+def _contract_patterns() -> list[str]:
+    t = Topics()
+    topics = [
+        t.bridge_state,
+        t.bridge_info,
+        t.bridge_devices,
+        t.bridge_health,
+        t.bridge_event,
+        t.state("+"),
+        t.availability("+"),
+        t.set("+"),
+        t.set("+", "+"),
+        t.set_result("+"),
+        t.wifi_clients("+"),
+        t.network_rates("+"),
+        t.wifi_presence("+"),
+        t.bridge_requests,
+        t.bridge_response("+"),
+    ]
+    return [re.escape(p).replace(r"\+", "[^/]+").replace(r"\#", ".*") for p in topics]
+
+
+def test_packaging_node_red_flow_is_valid_and_uses_contract_topics() -> None:
+    """The Node-RED flow parses and each MQTT node's topic is one the contract defines."""
+    flow = json.loads((ROOT / "docs" / "node-red-flow.json").read_text(encoding="utf-8"))
+    nodes = [n for n in flow if n.get("type") in ("mqtt in", "mqtt out")]
+    assert {n["type"] for n in nodes} == {"mqtt in", "mqtt out"}
+    patterns = _contract_patterns()
+    for node in nodes:
+        assert any(re.fullmatch(p, node["topic"]) for p in patterns), node["topic"]
+        assert node["broker"] in {n["id"] for n in flow if n["type"] == "mqtt-broker"}
+    contract = (ROOT / "docs" / "mqtt-contract.md").read_text(encoding="utf-8")
+    assert "devolo/network/<net>/rates" in contract and "devolo/<id>/set/result" in contract
+
+
+async def test_packaging_health_follows_the_real_mqtt_connection(
+    demo_scenario: Scenario,
+    start_emulator: StartEmulator,
+    broker: Broker,
+    probe: Probe,
+    base_topic: str,
+    tmp_path: Path,
+) -> None:
+    """`devolo-mqtt health`: unhealthy before start, healthy while connected, unhealthy after stop."""
+    data = tmp_path / "health-data"
+    env = {**os.environ, "DEVOLO_MQTT_DATA_DIR": str(data)}
+
+    def health() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "devolo_mqtt", "health"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=30,
+            check=False,
+        )
+
+    assert (await asyncio.to_thread(health)).returncode == 1
+    await start_emulator(demo_scenario)
+    task = asyncio.create_task(Bridge(bridge_settings(broker, base_topic, data_dir=str(data))).run())
+    try:
+        await probe.wait_for(f"{base_topic}/bridge/state", lambda m: m.payload == b"online")
+        result = await asyncio.to_thread(health)
+        assert result.returncode == 0 and "healthy" in result.stdout
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    stopped = await asyncio.to_thread(health)
+    assert stopped.returncode == 1 and "not connected" in stopped.stdout
