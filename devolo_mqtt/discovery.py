@@ -17,6 +17,7 @@ log = structlog.get_logger("devolo_mqtt.discovery")
 DEVICEAPI = "_dvl-deviceapi._tcp.local."
 HOME_CONTROL_MT = frozenset({"2600", "2601"})  # devolo Home Control central units: not ours
 _INFO_TIMEOUT_MS = 3000
+_RESOLVE_ATTEMPTS = 3  # a busy network drops mDNS answers; one lost answer must not lose a device
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +86,12 @@ class Discovery:
 
     async def _resolve(self, name: str) -> None:
         info = AsyncServiceInfo(DEVICEAPI, name)
-        if not await info.async_request(self._zeroconf.zeroconf, _INFO_TIMEOUT_MS):
+        for attempt in range(_RESOLVE_ATTEMPTS):
+            if await info.async_request(self._zeroconf.zeroconf, _INFO_TIMEOUT_MS):
+                break
+            log.debug("discovery_resolve_retry", service=name, attempt=attempt + 1)
+        else:
+            log.info("discovery_unresolved", service=name)  # the browser reports it again on its next update
             return
         found = _found(info)
         if found is not None:

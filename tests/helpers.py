@@ -48,7 +48,9 @@ class Broker:
         self.config = workdir / "mosquitto.conf"
         self.config.write_text(
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-            "log_type error\nlog_dest stderr\n",
+            "log_type error\nlog_dest stderr\n"
+            # The 200-device test's probe must not lose the start-up burst (mosquitto's default is 1000).
+            "max_queued_messages 100000\n",
             encoding="utf-8",
         )
         self._proc: subprocess.Popen[bytes] | None = None

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import resource
 import sys
 import time
 from pathlib import Path
@@ -13,7 +15,10 @@ import pytest
 from devolo_plc_api import Device
 from zeroconf.asyncio import AsyncZeroconf
 
+from devolo_mqtt.app import Bridge
 from devolo_mqtt.emulator.builtin import generated
+from tests.conftest import bridge_settings
+from tests.helpers import Broker, Probe
 
 COUNT = 200
 
@@ -66,3 +71,53 @@ async def test_scale_one_emulator_serves_200_devices(
         process.terminate()
         await process.wait()
     assert process.returncode == 0
+
+
+@pytest.mark.timeout(300)
+async def test_scale_bridge_serves_200_devices(
+    broker: Broker, base_topic: str, probe: Probe, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The bridge brings 200 emulated devices online and polls them; CPU and memory are printed."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "devolo_mqtt",
+        "emulate",
+        "--count",
+        str(COUNT),
+        "--speed",
+        "0",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    bridge = Bridge(bridge_settings(broker, base_topic, polling={"state": 10, "wifi": 10, "network": 30}))
+    try:
+        assert process.stdout is not None
+        for _ in range(COUNT):
+            await asyncio.wait_for(process.stdout.readline(), 30)
+        began = time.monotonic()
+        task = asyncio.create_task(bridge.run())
+        serials = set(generated(COUNT).addresses())
+        for serial in sorted(serials):
+            await probe.wait_for(
+                f"{base_topic}/{serial}/availability", lambda m: m.payload == b"online", within=120
+            )
+        online_after = time.monotonic() - began
+        cpu_before, wall_before = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+        await asyncio.sleep(20)
+        cpu_after, wall = resource.getrusage(resource.RUSAGE_SELF), time.monotonic() - wall_before
+        cpu = (cpu_after.ru_utime + cpu_after.ru_stime - cpu_before.ru_utime - cpu_before.ru_stime) / wall
+        rss = _rss_mib(os.getpid())
+        published = bridge.mqtt.counters.published
+        with capsys.disabled():
+            print(
+                f"\n[scale] bridge: {COUNT} devices online in {online_after:.1f} s; steady polling "
+                f"(state/WiFi every 10 s) uses {cpu * 100:.0f} % of one core (test process, probe "
+                f"included), RSS {rss:.0f} MiB, {published} MQTT messages published"
+            )
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    finally:
+        process.terminate()
+        await process.wait()
+    assert all(bridge.runtimes[s].online for s in serials)

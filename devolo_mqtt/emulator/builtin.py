@@ -101,7 +101,7 @@ def generated(count: int, *, base: str = "127.0.20.1", per_network: int = 8, **o
                 "serial": f"2{i:015d}",
                 "model": model,
                 "name": f"Adapter {i}",
-                "password": f"pw-{i}",
+                "password": DEMO_PASSWORD,
                 "ip": str(ipaddress.IPv4Address(first + i)),
                 "plc_mac": f"02:00:5E:{i >> 16:02X}:{(i >> 8) & 255:02X}:{i & 255:02X}",
                 "network": f"net{i // per_network}",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import random
 import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -227,7 +228,11 @@ class MdnsResponder:
             answers, additional = answers_for(service_infos(device, self._port), incoming)
             if answers:
                 target = addr if legacy or incoming.has_qu_question() else (MDNS_GROUP, MDNS_PORT)
-                self._send(device, encode(answers, additional, incoming, legacy), target)
+                packets = encode(answers, additional, incoming, legacy)
+                # RFC 6762 §6: answers to a multicast query go out after a random 20-120 ms, so that a
+                # network of devices does not answer in one burst (which drops packets at the querier).
+                delay = random.uniform(0.02, 0.12)
+                asyncio.get_running_loop().call_later(delay, self._send, device, packets, target)
 
     def announce(self, device: EmulatedDevice) -> None:
         """Send a device's records unsolicited (start-up, changed TXT such as a new firmware).
