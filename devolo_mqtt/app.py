@@ -10,7 +10,6 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 import aiomqtt
@@ -19,7 +18,7 @@ import structlog
 from zeroconf import InterfaceChoice, IPVersion
 from zeroconf.asyncio import AsyncZeroconf
 
-from devolo_mqtt import __version__, capabilities, commands, health, homeassistant
+from devolo_mqtt import __version__, bridge_requests, capabilities, commands, health, homeassistant, inventory
 from devolo_mqtt.adapter import AdapterRuntime
 from devolo_mqtt.capabilities import Json
 from devolo_mqtt.device import DevoloClient
@@ -27,7 +26,6 @@ from devolo_mqtt.discovery import Discovery, Found
 from devolo_mqtt.errors import CommandError, DevoloMqttError, honour_cancellation
 from devolo_mqtt.homeassistant import DiscoveryLedger, HaContext, HaDevice, HaLink
 from devolo_mqtt.log import REDACTOR
-from devolo_mqtt.mac import colon_mac, normalise_mac
 from devolo_mqtt.model import PLC, PLCNET, PlcView
 from devolo_mqtt.mqtt import MqttSession, Outgoing, SessionHooks
 from devolo_mqtt.names import MacNames
@@ -39,7 +37,6 @@ from devolo_mqtt.topics import Topics
 from devolo_mqtt.wifi import WifiOutput, WifiTracker
 
 log = structlog.get_logger("devolo_mqtt.app")
-SCHEMA_VERSION = 1
 Node = DeviceRuntime | AdapterRuntime  # anything with a state topic
 
 
@@ -318,7 +315,7 @@ class Bridge:
     def _on_connect(self) -> None:
         health.write(self.settings.data_dir, connected=True)
         self.mqtt.publish(self.topics.bridge_state, "online", retain=True, qos=1)
-        self.mqtt.publish(self.topics.bridge_info, dumps(self._info()), retain=True)
+        self.mqtt.publish(self.topics.bridge_info, dumps(inventory.info(self.settings)), retain=True)
         if self.settings.homeassistant.enabled:
             for topic, payload in homeassistant.bridge_configs(self._ha).items():
                 self._publish_config(topic, dumps(payload))
@@ -382,71 +379,30 @@ class Bridge:
 
     # --- bridge requests -----------------------------------------------------------------------------
     async def _bridge_request(self, op: str, payload: bytes) -> None:
-        transaction: Json = None
-        try:
-            body = json.loads(payload) if payload.strip() else {}
-            if not isinstance(body, dict):
-                raise CommandError(op, "expected a JSON object")
-            transaction = body.pop("transaction", None)
-            handler = self._requests().get(op)
-            if handler is None:
-                raise CommandError(op, f"unknown request; known: {', '.join(sorted(self._requests()))}")
-            data = await handler(body)
-            response: dict[str, Any] = {"status": "ok", "data": data, "transaction": transaction}
-        except ValueError:
-            response = {"status": "error", "error": "payload is not valid JSON", "transaction": transaction}
-        except CommandError as err:
-            response = {"status": "error", "error": err.reason, "transaction": transaction}
-        except DevoloMqttError as err:
-            response = {"status": "error", "error": str(err), "transaction": transaction}
+        response = await bridge_requests.answer(self, op, payload)
         self.mqtt.publish(self.topics.bridge_response(op), dumps(response))
 
-    def _requests(self) -> dict[str, Callable[[dict[str, Any]], Awaitable[Json | dict[str, Any]]]]:
-        return {
-            "mac/rename": self._request_rename,
-            "refresh": self._request_refresh,
-            "discovery/republish": self._request_republish,
-            "discovery/purge": self._request_purge,
-        }
-
-    async def _request_refresh(self, body: dict[str, Any]) -> dict[str, Any]:
-        wanted = body.get("device")
-        targets = [r for r in self.runtimes.values() if wanted in (None, r.id)]
-        if wanted is not None and not targets:
-            raise CommandError("refresh", f"unknown device {wanted!r}")
-        for runtime in targets:
-            runtime.commands.put_nowait(
-                Command({}, internal_refresh=tuple(s.name for s in capabilities.SOURCES))
-            )
-        return {"devices": [r.id for r in targets]}
-
-    async def _request_rename(self, body: dict[str, Any]) -> dict[str, Any]:
-        try:
-            mac = normalise_mac(str(body.get("mac", "")))
-        except ValueError as err:
-            raise CommandError("mac/rename", str(err)) from None
-        name = body.get("name")
-        if name is not None and (not isinstance(name, str) or len(name) > 64):
-            raise CommandError("mac/rename", "name must be a string of at most 64 characters, or null")
-        self.names.rename(mac, name)
+    def mac_renamed(self, mac: str) -> None:
+        """Re-publish everything that shows a MAC's name."""
         self.wifi.renamed(mac)
         for node in self._nodes():
             if node.identity_ is not None and node.identity_.mac == mac:
                 self._publish_discovery(node)
-        return {"mac": colon_mac(mac).lower(), "name": name or None}
 
-    async def _request_republish(self, _: dict[str, Any]) -> dict[str, Any]:
+    def republish_discovery(self) -> int:
+        """Every discovery config again; how many."""
         items = self.ledger.republish()
         for topic, text in items:
-            self.mqtt.publish(topic, text, retain=True, qos=1)
-        return {"configs": len(items)}
+            self._publish_config(topic, text)
+        return len(items)
 
-    async def _request_purge(self, _: dict[str, Any]) -> dict[str, Any]:
+    def purge_discovery(self) -> int:
+        """Empty every discovery config of this bridge; how many."""
         topics = [*self.ledger.published, *self.ledger.found]
         for topic in topics:
-            self.mqtt.publish(topic, b"", retain=True, qos=1)
+            self._publish_config(topic, "")
         self.ledger = DiscoveryLedger()
-        return {"cleared": len(topics)}
+        return len(topics)
 
     # --- publishing helpers --------------------------------------------------------------------------
     def _ha_device(self, runtime: Node) -> HaDevice:
@@ -491,70 +447,14 @@ class Bridge:
             log.info("discovery_stale_cleared", topic=topic)
             self._publish_config(topic, "")
 
-    def _inventory(self) -> list[dict[str, Json | list[str]]]:
-        items: list[dict[str, Json | list[str]]] = [
-            {
-                "id": a.id,
-                "serial": None,
-                "name": a.name,
-                "model": a.identity.product,
-                "mt": None,
-                "ip": None,
-                "mac": a.mac,
-                "manageable": False,
-                "features": [],
-                "network": a.config.network,
-                "online": a.online,
-            }
-            for a in self.adapters.values()
-        ]
+    def _publish_inventory(self) -> None:
+        items = [inventory.adapter_entry(a) for a in self.adapters.values()]
         items += [
-            {
-                "id": None,
-                "serial": None,
-                "name": self.networks.name_for(mac, u.device.name),
-                "model": u.device.product or None,
-                "mt": None,
-                "ip": u.device.ip or None,
-                "mac": mac,
-                "manageable": False,
-                "features": [],
-                "network": u.network,
-                "online": True,
-            }
+            inventory.unmanaged_entry(mac, u, self.networks.name_for(mac, u.device.name))
             for mac, u in self.networks.unmanaged.items()
         ]
-        for runtime in self.runtimes.values():
-            identity = runtime.identity_
-            items.append(
-                {
-                    "id": runtime.id,
-                    "serial": identity.serial if identity else None,
-                    "name": runtime.name,
-                    "model": identity.product if identity else None,
-                    "mt": identity.mt if identity else None,
-                    "ip": runtime.ip,
-                    "mac": identity.mac if identity else None,
-                    "manageable": True,
-                    "features": sorted(identity.features) if identity else [],
-                    "network": runtime.config.network if runtime.config else None,
-                    "online": runtime.online,
-                }
-            )
-        return items
-
-    def _publish_inventory(self) -> None:
-        self.mqtt.publish(self.topics.bridge_devices, dumps(self._inventory()), retain=True)
-
-    def _info(self) -> dict[str, Any]:
-        config = self.settings.model_dump(mode="json")  # SecretStr fields dump as '**********'
-        return {
-            "version": __version__,
-            "schema_version": SCHEMA_VERSION,
-            "instance_id": self.settings.mqtt.instance_id,
-            "started": iso(datetime.now(UTC)),
-            "config": config,
-        }
+        items += [inventory.device_entry(r) for r in self.runtimes.values()]
+        self.mqtt.publish(self.topics.bridge_devices, dumps(items), retain=True)
 
     # --- PLC networks --------------------------------------------------------------------------------
     def _configured(self, mac: str, attr: Literal["name", "network"]) -> str | None:
@@ -595,17 +495,5 @@ class Bridge:
         self._publish_inventory()
 
     def _publish_health(self) -> None:
-        health = {
-            "uptime": round(self._clock() - self._started),
-            "mqtt": self.mqtt.counters.as_dict(),
-            "devices": {
-                r.id: {
-                    "online": r.online,
-                    "last_poll": iso(r.health.last_poll),
-                    "last_error": r.health.last_error,
-                    "latency_ms": r.health.latency_ms,
-                }
-                for r in self.runtimes.values()
-            },
-        }
-        self.mqtt.publish(self.topics.bridge_health, dumps(health), retain=True)
+        payload = inventory.health(self._clock() - self._started, self.mqtt.counters, self.runtimes.values())
+        self.mqtt.publish(self.topics.bridge_health, dumps(payload), retain=True)

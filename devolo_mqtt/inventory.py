@@ -1,0 +1,120 @@
+"""The bridge's self-description: `bridge/devices`, `bridge/health` and `bridge/info` payloads."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from devolo_mqtt import __version__
+from devolo_mqtt.adapter import AdapterRuntime
+from devolo_mqtt.capabilities import Json
+from devolo_mqtt.mqtt import Counters
+from devolo_mqtt.network import Unmanaged
+from devolo_mqtt.poller import DeviceRuntime
+from devolo_mqtt.settings import Settings
+from devolo_mqtt.state import iso
+
+SCHEMA_VERSION = 1
+Entry = dict[str, Json | list[str]]
+
+
+def _entry(
+    *,
+    name: str,
+    manageable: bool,
+    online: bool | None,
+    mac: str | None,
+    device_id: str | None = None,
+    serial: str | None = None,
+    model: str | None = None,
+    mt: str | None = None,
+    ip: str | None = None,
+    features: Iterable[str] = (),
+    network: str | None = None,
+) -> Entry:
+    return {
+        "id": device_id,
+        "serial": serial,
+        "name": name,
+        "model": model,
+        "mt": mt,
+        "ip": ip,
+        "mac": mac,
+        "manageable": manageable,
+        "features": sorted(features),
+        "network": network,
+        "online": online,
+    }
+
+
+def device_entry(runtime: DeviceRuntime) -> Entry:
+    """A manageable device (its identity may not be known yet)."""
+    identity = runtime.identity_
+    return _entry(
+        device_id=runtime.id,
+        name=runtime.name,
+        manageable=True,
+        online=runtime.online,
+        ip=runtime.ip,
+        serial=identity.serial if identity else None,
+        model=identity.product if identity else None,
+        mt=identity.mt if identity else None,
+        mac=identity.mac if identity else None,
+        features=identity.features if identity else (),
+        network=runtime.config.network if runtime.config else None,
+    )
+
+
+def adapter_entry(adapter: AdapterRuntime) -> Entry:
+    """A configured adapter without an API."""
+    return _entry(
+        device_id=adapter.id,
+        name=adapter.name,
+        manageable=False,
+        online=adapter.online,
+        mac=adapter.mac,
+        model=adapter.identity.product,
+        network=adapter.config.network,
+    )
+
+
+def unmanaged_entry(mac: str, seen: Unmanaged, name: str) -> Entry:
+    """An adapter seen in an overview that nobody configured."""
+    return _entry(
+        name=name,
+        manageable=False,
+        online=True,
+        mac=mac,
+        model=seen.device.product or None,
+        ip=seen.device.ip or None,
+        network=seen.network,
+    )
+
+
+def health(uptime: float, counters: Counters, runtimes: Iterable[DeviceRuntime]) -> dict[str, Any]:
+    """`bridge/health`."""
+    return {
+        "uptime": round(uptime),
+        "mqtt": counters.as_dict(),
+        "devices": {
+            r.id: {
+                "online": r.online,
+                "last_poll": iso(r.health.last_poll),
+                "last_error": r.health.last_error,
+                "latency_ms": r.health.latency_ms,
+            }
+            for r in runtimes
+        },
+    }
+
+
+def info(settings: Settings) -> dict[str, Any]:
+    """`bridge/info`: version, schema and the effective configuration (secrets dump as '**********')."""
+    return {
+        "version": __version__,
+        "schema_version": SCHEMA_VERSION,
+        "instance_id": settings.mqtt.instance_id,
+        "started": iso(datetime.now(UTC)),
+        "config": settings.model_dump(mode="json"),
+    }
