@@ -149,6 +149,7 @@ def _cmd_discover(args: argparse.Namespace) -> int:
 
 def _cmd_emulate(args: argparse.Namespace) -> int:
     from devolo_mqtt.emulator.builtin import demo_home, generated  # noqa: PLC0415
+    from devolo_mqtt.emulator.control import serve_stdin  # noqa: PLC0415
     from devolo_mqtt.emulator.scenario import load_scenario  # noqa: PLC0415
     from devolo_mqtt.emulator.server import Emulator  # noqa: PLC0415
 
@@ -165,6 +166,7 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
             for device in emulator.world.devices.values():
                 where = device.ip or f"(in the PLC network of {device.spec.network})"
                 print(f"{device.serial}  {device.product.product:<28} {where}", flush=True)
+            await serve_stdin(emulator)  # run-time control (faults, unplugging, stations, time)
             await asyncio.Event().wait()
 
     return run_until_signal(serve)

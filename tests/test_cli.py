@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 import pytest
@@ -146,3 +147,76 @@ async def test_cli_run_sigterm_publishes_offline_and_exits_0(
     published = b"".join(m.payload for m in probe.messages)
     for raw in (b"demo-secret", mqtt_password.encode(), guest_key.encode()):
         assert raw not in published
+
+
+async def test_cli_discover_prints_table_and_config_snippet(
+    demo_scenario: Scenario, start_emulator: StartEmulator
+) -> None:
+    """`devolo-mqtt discover` lists every manageable device and a ready-to-paste config snippet."""
+    await start_emulator(demo_scenario)
+    process = await asyncio.create_subprocess_exec(
+        *CLI,
+        "discover",
+        "--interface",
+        "127.0.0.1",
+        "--seconds",
+        "3",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, stderr.decode()
+    text = stdout.decode()
+    addresses = demo_scenario.addresses()
+    for serial, ip in addresses.items():
+        assert f'- serial: "{serial}"\n    ip: {ip}' in text
+    assert "1000000000000004" not in text  # an adapter without API answers no mDNS
+    snippet = yaml.safe_load(text.split("# paste into your config file:\n", 1)[1])
+    assert len(snippet["devices"]) == len(addresses)
+
+
+async def test_cli_emulate_is_controlled_at_run_time(
+    demo_scenario: Scenario, tmp_path: Path, library: Any
+) -> None:
+    """`devolo-mqtt emulate` takes fault commands on stdin; the library sees them immediately."""
+    from devolo_plc_api import Device  # noqa: PLC0415
+    from devolo_plc_api.exceptions import DeviceUnavailable  # noqa: PLC0415
+
+    path = tmp_path / "scenario.yaml"
+    path.write_text(yaml.safe_dump(demo_scenario.model_dump(mode="json")), encoding="utf-8")
+    process = await asyncio.create_subprocess_exec(
+        *CLI,
+        "emulate",
+        "--scenario",
+        str(path),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    assert process.stdin is not None and process.stdout is not None
+
+    async def control(line: str) -> str:
+        assert process.stdin is not None and process.stdout is not None
+        process.stdin.write(f"{line}\n".encode())
+        await process.stdin.drain()
+        return (await asyncio.wait_for(process.stdout.readline(), 10)).decode().strip()
+
+    try:
+        for _ in demo_scenario.devices:
+            await asyncio.wait_for(process.stdout.readline(), 20)
+        zeroconf, client = library
+        device = Device(demo_scenario.addresses()[WIFI_NEXT], zeroconf_instance=zeroconf)
+        await device.async_connect(session_instance=client)
+        assert device.device is not None
+        assert await device.device.async_get_led_setting() is True
+        assert await control(f"fault {WIFI_NEXT} unreachable") == "ok"
+        with pytest.raises(DeviceUnavailable):
+            await device.device.async_get_led_setting()
+        assert await control(f"fault {WIFI_NEXT} none") == "ok"
+        assert await device.device.async_get_led_setting() is True
+        assert (await control("fault 123 unreachable")).startswith("error: unknown device")
+        assert (await control("explode")).startswith("error: unknown command")
+        await device.async_disconnect()
+    finally:
+        process.terminate()
+        await process.wait()

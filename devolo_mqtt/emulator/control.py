@@ -1,0 +1,64 @@
+"""Run-time control of a running `devolo-mqtt emulate` through its standard input, one command a line:
+
+    fault <serial> <none|unreachable|slow|vanished|http_500|malformed|wrong_password>
+    unplug <serial> | plug <serial>
+    move <station mac> <ap serial | away>
+    advance <seconds>
+
+Each line is answered on standard output with `ok` or `error: <reason>`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable
+
+from devolo_mqtt.emulator.server import Emulator
+from devolo_mqtt.emulator.world import Fault
+from devolo_mqtt.mac import colon_mac, normalise_mac
+
+
+def apply(emulator: Emulator, line: str) -> str:
+    """Execute one control line; the answer."""
+    words = line.split()
+    if not words:
+        return "ok"
+    verb, args = words[0].lower(), words[1:]
+    commands: dict[str, tuple[int, Callable[[list[str]], None]]] = {
+        "fault": (2, lambda a: emulator.set_fault(a[0], Fault(a[1].lower()))),
+        "unplug": (1, lambda a: emulator.unplug(a[0])),
+        "plug": (1, lambda a: emulator.unplug(a[0], plugged=True)),
+        "move": (
+            2,
+            lambda a: emulator.world.move_station(
+                colon_mac(normalise_mac(a[0])), None if a[1] == "away" else a[1]
+            ),
+        ),
+        "advance": (1, lambda a: emulator.advance(float(a[0]))),
+    }
+    if verb not in commands:
+        return f"error: unknown command {verb!r}; known: {', '.join(commands)}"
+    count, run = commands[verb]
+    if len(args) != count:
+        return f"error: {verb} takes {count} argument(s)"
+    try:
+        run(args)
+    except KeyError as err:
+        return f"error: unknown device or station {err}"
+    except ValueError as err:
+        return f"error: {err}"
+    return "ok"
+
+
+async def serve_stdin(emulator: Emulator) -> None:
+    """Read control lines from standard input until it closes."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    try:
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    except (ValueError, OSError):
+        return  # no usable standard input (a terminal is fine, /dev/null just ends)
+    while line := await reader.readline():
+        sys.stdout.write(apply(emulator, line.decode(errors="replace")) + "\n")
+        sys.stdout.flush()
