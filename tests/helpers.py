@@ -12,7 +12,8 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -158,3 +159,14 @@ def _safe(predicate: Callable[[Received], bool], message: Received) -> bool:
         return predicate(message)
     except (ValueError, KeyError, TypeError):
         return False
+
+
+@asynccontextmanager
+async def running(bridge: Any) -> AsyncIterator[Any]:
+    """Run a bridge for the duration of a block, then stop it the way SIGTERM does (cancellation)."""
+    task = asyncio.create_task(bridge.run())
+    try:
+        yield bridge
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

@@ -13,7 +13,7 @@ from structlog.testing import capture_logs
 from devolo_mqtt.emulator.scenario import Scenario
 from devolo_mqtt.emulator.world import Fault
 from tests.conftest import StartBridge, StartEmulator
-from tests.helpers import Broker, Probe
+from tests.helpers import Broker, Probe, running
 
 ROUTER, WIFI_NEXT, WIFI_6 = "1000000000000001", "1000000000000002", "1000000000000003"
 
@@ -109,17 +109,12 @@ async def test_lifecycle_locate_turns_off_after_two_minutes(
 
     now = [1000.0]
     await start_emulator(demo_scenario)
-    bridge = Bridge(bridge_settings(broker, base_topic), clock=lambda: now[0])
-    task = asyncio.create_task(bridge.run())
-    try:
+    async with running(Bridge(bridge_settings(broker, base_topic), clock=lambda: now[0])):
         await probe.wait_json(f"{base_topic}/{WIFI_NEXT}", lambda s: s.get("locate") == "OFF")
         await publish(broker, f"{base_topic}/{WIFI_NEXT}/set/locate", "ON")
         await probe.wait_json(f"{base_topic}/{WIFI_NEXT}", lambda s: s.get("locate") == "ON")
         now[0] += 121
         await probe.wait_json(f"{base_topic}/{WIFI_NEXT}", lambda s: s.get("locate") == "OFF", within=5)
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_lifecycle_firmware_update_available_installed_and_announced(

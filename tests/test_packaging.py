@@ -24,7 +24,7 @@ from devolo_mqtt.emulator.scenario import Scenario
 from devolo_mqtt.settings import Settings, load_settings
 from devolo_mqtt.topics import Topics
 from tests.conftest import StartEmulator, bridge_settings
-from tests.helpers import Broker, Probe, free_port
+from tests.helpers import Broker, Probe, free_port, running
 
 ROOT = Path(__file__).resolve().parents[1]
 MANAGEABLE = [d["serial"] for d in DEMO_HOME["devices"] if d["model"] not in ("dlan1200_lan", "dlan550_lan")]
@@ -224,13 +224,9 @@ async def test_packaging_health_follows_the_real_mqtt_connection(
 
     assert (await asyncio.to_thread(health)).returncode == 1
     await start_emulator(demo_scenario)
-    task = asyncio.create_task(Bridge(bridge_settings(broker, base_topic, data_dir=str(data))).run())
-    try:
+    async with running(Bridge(bridge_settings(broker, base_topic, data_dir=str(data)))):
         await probe.wait_for(f"{base_topic}/bridge/state", lambda m: m.payload == b"online")
         result = await asyncio.to_thread(health)
         assert result.returncode == 0 and "healthy" in result.stdout
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
     stopped = await asyncio.to_thread(health)
     assert stopped.returncode == 1 and "not connected" in stopped.stdout
