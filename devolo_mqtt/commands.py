@@ -114,6 +114,8 @@ async def execute(
                 shared_changed(runtime, source.name)
     except (CommandError, DeviceUnavailableError, DeviceAuthError, DeviceProtocolError) as err:
         reason = _reason(err)
+        if isinstance(err, CommandError) and not command.single_key:
+            reason = f"{err.key}: {reason}"  # several keys: say which one failed
         log.warning("command_failed", device=runtime.id, key=label, error=reason)
         runtime.publish_state(force=True)  # the true state, so optimistic UIs revert
         answer(command, result_payload(command, label, "error", error=reason, state=_subset(runtime, keys)))

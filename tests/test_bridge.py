@@ -450,3 +450,20 @@ async def test_bridge_retained_command_left_on_broker_is_not_replayed(
     assert result["status"] == "error" and "retained" in result["error"]
     await asyncio.sleep(1.5)
     assert emulator.device(WIFI_NEXT).leds is True
+
+
+async def test_bridge_multi_key_command_names_the_bad_key_and_writes_nothing(
+    demo_scenario: Scenario,
+    start_emulator: StartEmulator,
+    start_bridge: StartBridge,
+    probe: Probe,
+    broker: Broker,
+    base_topic: str,
+) -> None:
+    """Every key is validated before any write: one bad key fails the command and changes nothing."""
+    emulator = await running(demo_scenario, start_emulator, start_bridge, probe, base_topic)
+    await send(broker, f"{base_topic}/{WIFI_NEXT}/set", json.dumps({"leds": "OFF", "guest_duration": -5}))
+    result = await probe.wait_json(f"{base_topic}/{WIFI_NEXT}/set/result", lambda r: True)
+    assert result["status"] == "error" and result["key"] == ["leds", "guest_duration"]
+    assert result["error"].startswith("guest_duration: bad value")
+    assert emulator.device(WIFI_NEXT).leds is True
