@@ -79,9 +79,9 @@ def tls_broker(tmp_path: Path) -> tuple[Broker, int]:
     tls_port = free_port()
     broker.config.write_text(
         broker.config.read_text(encoding="utf-8")
-        # Run as root-started mosquitto stays root: the test's key files are private to this user.
-        + f"user root\nlistener {tls_port} 127.0.0.1\ncafile {tmp_path / 'ca.crt'}\ncertfile {tmp_path / 'server.crt'}\n"
-        f"keyfile {tmp_path / 'server.key'}\nrequire_certificate true\n",
+        # A mosquitto started as root stays root: the test's key files are private to this user.
+        + f"user root\nlistener {tls_port} 127.0.0.1\ncafile {tmp_path / 'ca.crt'}\n"
+        f"certfile {tmp_path / 'server.crt'}\nkeyfile {tmp_path / 'server.key'}\nrequire_certificate true\n",
         encoding="utf-8",
     )
     broker.start()
@@ -91,7 +91,7 @@ def tls_broker(tmp_path: Path) -> tuple[Broker, int]:
 async def test_transport_tls_with_client_certificate(
     demo_scenario: Scenario,
     start_emulator: StartEmulator,
-    tls_broker: Broker,
+    tls_broker: tuple[Broker, int],
     tmp_path: Path,
     base_topic: str,
 ) -> None:
