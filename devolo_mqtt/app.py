@@ -59,6 +59,7 @@ class Bridge:
             self.topics, settings.mqtt.instance_id, link_expire_after=int(settings.polling.network * 3)
         )
         self.ledger = DiscoveryLedger()
+        self._swept = False  # stale discovery configs of earlier runs cleared
         self.runtimes: dict[str, DeviceRuntime] = {}
         self._configs = [d for d in settings.devices if d.manageable]
         self.adapters: dict[str, AdapterRuntime] = {
@@ -193,13 +194,12 @@ class Bridge:
 
     async def _housekeeping(self) -> None:
         """Health every state interval; stale discovery configs cleared after the grace period."""
-        swept = False
         while True:
             await asyncio.sleep(min(self.settings.polling.state, 60.0))
             self._publish_health()
             health.write(self.settings.data_dir, connected=self.mqtt.connected.is_set())
-            if not swept and self._clock() - self._started >= self.settings.homeassistant.stale_grace:
-                swept = True
+            if not self._swept and self._clock() - self._started >= self.settings.homeassistant.stale_grace:
+                self._swept = True
                 self._sweep_discovery()
 
     # --- discovery callbacks -------------------------------------------------------------------------
@@ -309,7 +309,11 @@ class Bridge:
     def _subscriptions(self) -> list[str]:
         subs = [*self.topics.set_subscriptions, self.topics.bridge_requests]
         if self.settings.homeassistant.enabled:
-            subs += [self.topics.ha_status, self.topics.discovery_subscription]
+            subs.append(self.topics.ha_status)
+        if self.settings.homeassistant.enabled and not self._swept:
+            # Only to find our own stale configs of earlier runs; after the sweep, reconnects skip it
+            # (on a busy broker it replays every integration's retained configs).
+            subs.append(self.topics.discovery_subscription)
         return subs
 
     def _on_connect(self) -> None:
