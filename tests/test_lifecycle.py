@@ -171,3 +171,73 @@ async def test_lifecycle_bridge_requests(
     purged = await probe.wait_json(f"{base_topic}/bridge/response/discovery/purge", lambda r: True)
     assert purged["status"] == "ok" and purged["data"]["cleared"] > 20
     await probe.wait_for(f"{base_topic}ha/switch/devolo_{WIFI_NEXT}/leds/config", lambda m: m.payload == b"")
+
+
+async def test_lifecycle_configured_addresses_without_discovery(
+    demo_scenario: Scenario,
+    start_emulator: StartEmulator,
+    start_bridge: StartBridge,
+    probe: Probe,
+    base_topic: str,
+) -> None:
+    """With mDNS browsing off (VLANs), configured addresses are reached; ids and names from the config."""
+    await start_emulator(demo_scenario)
+    addresses = demo_scenario.addresses()
+    await start_bridge(
+        discovery={"enabled": False},
+        devices=[
+            {"ip": addresses[WIFI_NEXT], "id": "living", "name": "Living room AP"},
+            {"ip": addresses[ROUTER]},
+        ],
+    )
+    state = await probe.wait_json(f"{base_topic}/living", lambda s: "leds" in s)
+    assert state["ip"] == addresses[WIFI_NEXT]
+    await probe.wait_json(f"{base_topic}/{ROUTER}", lambda s: "leds" in s)  # no id: the serial
+    devices = await probe.wait_json(
+        f"{base_topic}/bridge/devices", lambda d: len([x for x in d if x["online"]]) == 2
+    )
+    assert {d["id"]: d["name"] for d in devices if d["serial"]}["living"] == "Living room AP"
+    await asyncio.sleep(1)
+    assert probe.on(f"{base_topic}/{WIFI_6}") == []  # not configured, not browsed
+
+
+async def test_lifecycle_standby_expected_logs_at_info(
+    demo_scenario: Scenario,
+    start_emulator: StartEmulator,
+    start_bridge: StartBridge,
+    probe: Probe,
+    base_topic: str,
+) -> None:
+    """A device configured as `standby_expected` going away is logged at info, not as a warning."""
+    emulator = await start_emulator(demo_scenario)
+    with capture_logs() as logs:
+        await start_bridge(devices=[{"serial": WIFI_6, "standby_expected": True}])
+        await probe.wait_for(f"{base_topic}/{WIFI_6}/availability", lambda m: m.payload == b"online")
+        emulator.set_fault(WIFI_6, Fault.UNREACHABLE)
+        await probe.wait_for(
+            f"{base_topic}/{WIFI_6}/availability", lambda m: m.payload == b"offline", within=6
+        )
+    (entry,) = [e for e in logs if e["event"] == "device_unavailable" and e.get("device") == WIFI_6]
+    assert entry["log_level"] == "info" and entry["standby_expected"] is True
+    structlog.reset_defaults()
+
+
+def test_lifecycle_log_format_json_when_not_a_terminal() -> None:
+    """Logs are JSON lines off a terminal (Docker), and a registered secret is redacted in them."""
+    import io  # noqa: PLC0415
+    import logging  # noqa: PLC0415
+
+    from devolo_mqtt import log  # noqa: PLC0415
+
+    stream = io.StringIO()
+    log.configure("INFO", "auto", stream=stream)
+    log.REDACTOR.add("hunter2")
+    structlog.get_logger("devolo_mqtt.test").info("device_connected", device="x", password="hunter2")
+    logging.getLogger("devolo_plc_api.test").warning("library said %s", "hunter2")
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert lines[0]["event"] == "device_connected" and lines[0]["level"] == "info"
+    assert lines[0]["timestamp"].endswith("Z")
+    assert "hunter2" not in stream.getvalue()
+    assert lines[1]["event"] == "library said **redacted**"
+    structlog.reset_defaults()
+    logging.getLogger().handlers.clear()
