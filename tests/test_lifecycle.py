@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import aiomqtt
 import structlog
@@ -68,10 +69,9 @@ async def test_lifecycle_ha_status_online_republishes_states(
     await start_bridge(polling={"state": 60, "wifi": 60})
     await probe.wait_json(f"{base_topic}/{ROUTER}", lambda s: "plc_devices" in s)
     await asyncio.sleep(0.5)
-    before = len(probe.on(f"{base_topic}/{ROUTER}"))
+    asked = time.monotonic()
     await publish(broker, f"{base_topic}ha/status", "online")
-    await asyncio.sleep(4)  # random delay of up to 3 s
-    assert len(probe.on(f"{base_topic}/{ROUTER}")) > before
+    await probe.wait_for(f"{base_topic}/{ROUTER}", after=asked, within=10)  # after a random 0.5-3 s
     assert probe.on(f"{base_topic}/{WIFI_NEXT}/availability")[-1].payload == b"online"
 
 
