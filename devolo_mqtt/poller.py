@@ -248,28 +248,33 @@ class DeviceRuntime:
 
     async def _poller(self, source: Source) -> None:
         interval = source.interval(self._settings.polling)
+        # A source whose last read failed is tried again at the state cadence, not after its own
+        # (possibly six-hour) interval: one timed-out firmware check must not hide updates for hours.
+        retry = min(interval, self._settings.polling.state)
+        wait = interval if source.name in self._data else retry
         while True:
-            await asyncio.sleep(interval)
-            await self._poll(source)
+            await asyncio.sleep(wait)
+            wait = interval if await self._poll(source) else retry
             honour_cancellation()
             self.publish_state()
 
-    async def _poll(self, source: Source, *, force: bool = False, raise_errors: bool = False) -> None:
+    async def _poll(self, source: Source, *, force: bool = False, raise_errors: bool = False) -> bool:
+        """Read one source; whether it succeeded."""
         if not force and self.online is False and self._clock() < self._retry_at:
-            return  # offline: only the first poller after the back-off probes the device
+            return False  # offline: only the first poller after the back-off probes the device
         try:
             self._data[source.name] = await source.read(self._client)
         except DeviceUnavailableError as err:
             self._set_online(False, err.reason)
             if raise_errors:
                 raise
-            return
+            return False
         except (DeviceAuthError, DeviceProtocolError, CommandError) as err:
             self._note_error(source.name, str(err))
             self._set_online(True)  # it answered: reachable, just unhappy
             if raise_errors:
                 raise
-            return
+            return False
         self._clear_error(source.name)
         self._set_online(True)
         self._hooks.source_read(self, source.name, self._data[source.name])
@@ -277,6 +282,7 @@ class DeviceRuntime:
         self.health.last_poll = self.last_seen
         if self._client.last_latency is not None:
             self.health.latency_ms = round(self._client.last_latency * 1000, 1)
+        return True
 
     async def _locate_watch(self) -> None:
         while True:

@@ -241,3 +241,20 @@ def test_lifecycle_log_format_json_when_not_a_terminal() -> None:
     assert lines[1]["event"] == "library said **redacted**"
     structlog.reset_defaults()
     logging.getLogger().handlers.clear()
+
+
+async def test_lifecycle_failed_slow_source_is_retried_at_the_state_cadence(
+    demo_scenario: Scenario,
+    start_emulator: StartEmulator,
+    start_bridge: StartBridge,
+    probe: Probe,
+    base_topic: str,
+) -> None:
+    """A firmware check that failed at start is retried soon, not after its six-hour interval."""
+    emulator = await start_emulator(demo_scenario, faults={WIFI_NEXT: Fault.HTTP_500})
+    await start_bridge()  # polling.state is 1 s in tests; polling.firmware stays 6 h
+    await probe.wait_for(f"{base_topic}/{WIFI_NEXT}/availability", lambda m: m.payload == b"online")
+    await asyncio.sleep(1.5)
+    emulator.set_fault(WIFI_NEXT, Fault.NONE)
+    state = await probe.wait_json(f"{base_topic}/{WIFI_NEXT}", lambda s: "update_available" in s, within=10)
+    assert state["update_available"] is False  # the demo update appears only after 30 simulated seconds
