@@ -73,6 +73,12 @@ async def first_of(*coroutines: Coroutine[Any, Any, Any], name: str) -> None:
     on Python 3.11 a TaskGroup aborted by a failing child leaves its parent task counted as
     cancelling, which would make every later `honour_cancellation()` stop the parent for good.
     """
+    try:
+        honour_cancellation()  # a cancellation swallowed just before must not be followed by a long wait
+    except asyncio.CancelledError:
+        for coroutine in coroutines:
+            coroutine.close()
+        raise
     tasks = [asyncio.create_task(c, name=f"{name}.{i}") for i, c in enumerate(coroutines)]
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)

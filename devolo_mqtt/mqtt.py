@@ -177,6 +177,7 @@ class MqttSession:
         self.connected.set()
         for message in list(self.retained.values()):
             await self._send(client, message)
+            honour_cancellation()  # aiomqtt's waits can swallow a cancellation on Python 3.11
         log.info("mqtt_connected", host=self._settings.host, port=self._settings.port)
         try:
             await first_of(self._pump_out(client), self._pump_in(client), name="devolo_mqtt.mqtt.pump")

@@ -199,6 +199,7 @@ class DeviceRuntime:
             self._client = self._client_factory(self.ip, self._settings.password_for(self.config))
             try:
                 await self._connect()
+                honour_cancellation()  # zeroconf's waits can swallow a cancellation on Python 3.11
                 # Serve until the device moves. (Not a TaskGroup child raising "moved": on Python 3.11
                 # a TaskGroup aborted by a child leaves its parent task marked as cancelling.)
                 await first_of(self._serve_connected(), self._moved.wait(), name=f"devolo_mqtt[{self.id}]")
