@@ -376,3 +376,58 @@ def test_emulator_rates_drift_within_bounds(demo_scenario: Scenario) -> None:
     after = {k: link.tx for k, link in world.links.items()}
     assert before != after
     assert all(0.75 * link.base <= link.tx <= 1.25 * link.base for link in world.links.values())
+
+
+DEVICE_CALLS: list[tuple[str, str, tuple[object, ...]]] = [
+    ("async_get_led_setting", "led", ()),
+    ("async_set_led_setting", "led", (False,)),
+    ("async_get_wifi_multi_ap", "multiap", ()),
+    ("async_get_wifi_repeated_access_points", "repeater0", ()),
+    ("async_start_wps_clone", "repeater0", ()),
+    ("async_uptime", "restart", ()),
+    ("async_get_support_info", "support", ()),
+    ("async_check_firmware_available", "update", ()),
+    ("async_start_firmware_update", "update", ()),
+    ("async_get_wifi_connected_station", "wifi1", ()),
+    ("async_get_wifi_guest_access", "wifi1", ()),
+    ("async_set_wifi_guest_access", "wifi1", (True, 5)),
+    ("async_get_wifi_neighbor_access_points", "wifi1", ()),
+    ("async_start_wps", "wifi1", ()),
+    ("async_restart", "restart", ()),  # last: the device reboots
+]
+PLCNET_CALLS = [
+    "async_get_network_overview",
+    "async_identify_device_start",
+    "async_identify_device_stop",
+    "async_pair_device",
+    "async_set_user_device_name",
+]
+
+
+@pytest.mark.parametrize("serial", [ROUTER, WIFI_NEXT, WIFI_6, DLAN_WIFI, REPEATER])
+async def test_emulator_every_call_per_model_succeeds_or_is_gated(
+    demo_scenario: Scenario, start_emulator: StartEmulator, library: Library, serial: str
+) -> None:
+    """Each model answers every library call its Features allow, and the library gates the rest."""
+    emulator = await start_emulator(demo_scenario)
+    emulator.advance(31)  # the demo update is available, so UpdateFirmwareStart really starts
+    async with connected(emulator, serial, library) as device:
+        api = device.device
+        assert api is not None
+        announced = set(emulator.device(serial).product.features)
+        assert set(api.features) == announced
+        if emulator.device(serial).product.plcnet:
+            assert device.plcnet is not None
+            for method in PLCNET_CALLS:
+                plc_args = ("Renamed",) if method == "async_set_user_device_name" else ()
+                assert await getattr(device.plcnet, method)(*plc_args) not in (False, None)
+        else:
+            assert device.plcnet is None
+        for method, feature, args in DEVICE_CALLS:
+            call = getattr(api, method)
+            if feature in announced:
+                await call(*args)  # raises on any wire or protocol problem
+                emulator.advance(60)  # an update or restart that was started is over
+            else:
+                with pytest.raises(FeatureNotSupported):
+                    await call(*args)
