@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextvars
 import ipaddress
 import re
+from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
@@ -27,6 +28,10 @@ from devolo_mqtt.errors import ConfigError
 from devolo_mqtt.mac import normalise_mac
 
 _TOPIC_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# A topic prefix: no wildcards, no whitespace, no NUL (MQTT forbids U+0000 in topics), bounded length.
+_TOPIC_PREFIX = r"^[^#+\s\x00]+$"
+_TOPIC_PREFIX_MAX = 128
+MAX_NAME = 64  # a MAC's or device's name, from the config or `mac/rename`
 _CONFIG_FILE: contextvars.ContextVar[Path | None] = contextvars.ContextVar("config_file", default=None)
 
 
@@ -56,13 +61,17 @@ class MqttSettings(_Section):
     cert_file: Path | None = None
     key_file: Path | None = None
     tls_insecure: bool = False
-    client_id: str | None = None
+    client_id: Annotated[str, Field(pattern=r"^[^\x00]{1,128}$")] | None = None
     protocol: Literal["3.1.1", "5"] = "5"
-    base_topic: Annotated[str, Field(pattern=r"^[^#+\s]+$")] = "devolo"
+    base_topic: Annotated[str, Field(pattern=_TOPIC_PREFIX, max_length=_TOPIC_PREFIX_MAX)] = "devolo"
     instance_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")] | None = None
     keepalive: Annotated[int, Field(ge=5, le=3600)] = 60
     reconnect_min: Annotated[float, Field(gt=0)] = 1.0
     reconnect_max: Annotated[float, Field(gt=0)] = 60.0
+    # How long the broker keeps the bridge's session (subscriptions and queued QoS 1 commands) while it
+    # is away: commands sent during a short outage run once after the reconnect; older ones never do.
+    # 0 = a clean session on every connect.
+    session_expiry: Annotated[int, Field(ge=0, le=7 * 86400)] = 300
 
     @model_validator(mode="after")
     def _files(self) -> Self:
@@ -79,7 +88,7 @@ class DeviceConfig(_Section):
 
     id: str | None = None
     serial: Annotated[str, Field(pattern=r"^[0-9A-Za-z]{1,32}$")] | None = None
-    name: str | None = None
+    name: Annotated[str, Field(min_length=1, max_length=MAX_NAME)] | None = None
     ip: IPvAnyAddress | None = None
     password: SecretStr | None = None
     password_file: Path | None = None
@@ -122,6 +131,9 @@ class DiscoverySettings(_Section):
 
     enabled: bool = True
     interfaces: list[str] | None = None  # IPv4 addresses of the interfaces to browse on; None = all
+    # Only devices announced with an address inside one of these networks are adopted; None = any.
+    # (A neighbour's adapters on a shared segment, or another site's, stay out.)
+    networks: list[IPv4Network] | None = None
 
     @field_validator("interfaces")
     @classmethod
@@ -150,8 +162,11 @@ class HomeAssistantSettings(_Section):
     """Home Assistant MQTT discovery."""
 
     enabled: bool = True
-    discovery_prefix: Annotated[str, Field(pattern=r"^[^#+\s/]+$")] = "homeassistant"
-    status_topic: str | None = None  # default: <discovery_prefix>/status
+    discovery_prefix: Annotated[str, Field(pattern=r"^[^#+\s/\x00]+$", max_length=_TOPIC_PREFIX_MAX)] = (
+        "homeassistant"
+    )
+    # default: <discovery_prefix>/status; a plain topic (no wildcards: it must not subscribe to everything)
+    status_topic: Annotated[str, Field(pattern=_TOPIC_PREFIX, max_length=_TOPIC_PREFIX_MAX)] | None = None
     stale_grace: Annotated[float, Field(ge=0)] = 120.0
 
 
@@ -197,7 +212,7 @@ class Settings(BaseSettings):
     homeassistant: HomeAssistantSettings = HomeAssistantSettings()
     guest_wifi: GuestSettings = GuestSettings()
     wifi: WifiSettings = WifiSettings()
-    mac_names: dict[str, str] = {}
+    mac_names: dict[str, Annotated[str, Field(min_length=1, max_length=MAX_NAME)]] = {}
     logging: LoggingSettings = LoggingSettings()
     data_dir: Path = Path("data")
 

@@ -56,6 +56,11 @@ def test_cli_version_and_help() -> None:
         ({"devices": [{"ip": "300.1.2.3"}]}, "devices.0.ip"),
         ({"devices": [{"mac": "not-a-mac", "manageable": False}]}, "devices.0.mac"),
         ({"polling": {"state": -1}}, "polling.state"),
+        ({"mqtt": {"base_topic": "a" * 70_000}}, "mqtt.base_topic"),
+        ({"mqtt": {"base_topic": "dev\x00olo"}}, "mqtt.base_topic"),
+        ({"homeassistant": {"status_topic": "#"}}, "homeassistant.status_topic"),
+        ({"mac_names": {"00:11:22:33:44:55": "n" * 65}}, "mac_names.00:11:22:33:44:55"),
+        ({"mqtt": {"session_expiry": -1}}, "mqtt.session_expiry"),
     ],
 )
 @pytest.mark.parametrize("command", ["check-config", "run"])

@@ -11,6 +11,8 @@ Each line is answered on standard output with `ok` or `error: <reason>`.
 from __future__ import annotations
 
 import asyncio
+import os
+import stat
 import sys
 from collections.abc import Callable
 
@@ -53,6 +55,8 @@ def apply(emulator: Emulator, line: str) -> str:
 
 async def serve_stdin(emulator: Emulator) -> None:
     """Read control lines from standard input until it closes."""
+    if not _readable_stream(sys.stdin.fileno()):
+        return  # /dev/null or a regular file: nothing to wait for (the event loop cannot watch them)
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     try:
@@ -62,3 +66,12 @@ async def serve_stdin(emulator: Emulator) -> None:
     while line := await reader.readline():
         sys.stdout.write(apply(emulator, line.decode(errors="replace")) + "\n")
         sys.stdout.flush()
+
+
+def _readable_stream(fd: int) -> bool:
+    """Whether the event loop can watch `fd`: a pipe, a socket or a terminal."""
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(fd)
