@@ -60,6 +60,10 @@ class DevoloClient:
     ) -> None:
         self.ip = ip
         self._password = password
+        # The form of the password the device last accepted: devolo_plc_api replaces its stored password
+        # by its sha256 on every 401 (for firmware that expects that form) and never goes back, so
+        # one spurious 401 would lock the device out for good. Each call starts from this form instead.
+        self._accepted = password
         self._zeroconf = zeroconf
         self._http = http
         self._limiter = limiter
@@ -117,13 +121,14 @@ class DevoloClient:
 
     # --- the one call path ---------------------------------------------------------------------------
     async def _call(self, what: str, fn: Callable[[], Awaitable[_T]]) -> _T:
-        if self._device is None:
+        device = self._device
+        if device is None:
             raise DeviceUnavailableError(self.ip, "not connected")
         async with self._lock, self._limiter:
             started = time.monotonic()
             try:
                 async with asyncio.timeout(self._timeout):
-                    result = await fn()
+                    result = await self._authenticated(device, fn)
             except (DeviceUnavailable, TimeoutError, httpx.TransportError) as err:
                 raise DeviceUnavailableError(self.ip, f"{what}: {type(err).__name__}") from err
             except DevicePasswordProtected as err:
@@ -136,6 +141,20 @@ class DevoloClient:
                 raise CommandError(what, "not supported by this device") from err
             self.last_latency = time.monotonic() - started
             return result
+
+    async def _authenticated(self, device: Device, fn: Callable[[], Awaitable[_T]]) -> _T:
+        """Call with the password form last accepted; after a 401, once more from the configured one.
+
+        The password counts as wrong only when a fresh try with the configured password fails too.
+        """
+        device.password = self._accepted
+        try:
+            result = await fn()
+        except DevicePasswordProtected:
+            device.password = self._password
+            result = await fn()
+        self._accepted = device.password  # the library may have switched to the sha256 form (redacted too)
+        return result
 
     def _api(self) -> DeviceApi:
         if self._device is None or self._device.device is None:

@@ -1,6 +1,6 @@
 """Run-time control of a running `devolo-mqtt emulate` through its standard input, one command a line:
 
-    fault <serial> <none|unreachable|slow|vanished|http_500|malformed|wrong_password>
+    fault <serial> <none|unreachable|slow|vanished|http_500|malformed|stale_nonce|wrong_password>
     unplug <serial> | plug <serial>
     move <station mac> <ap serial | away>
     advance <seconds>

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import hashlib
 import secrets
+import time
 
 import h11
 
@@ -20,6 +21,8 @@ from devolo_mqtt.emulator.world import EmulatedDevice, Fault, World
 REALM = "devolo"
 USER = "devolo"
 _MAX_BODY = 64 * 1024
+NONCE_LIFETIME = 300.0  # seconds a nonce stays valid, as real web servers keep theirs for minutes
+_MAX_NONCES = 4096  # the oldest go first beyond this
 
 
 def _md5(text: str) -> str:
@@ -34,7 +37,29 @@ def _digest_params(header: str) -> dict[str, str]:
     return params
 
 
-def digest_ok(header: str | None, method: str, password: str, nonces: set[str]) -> bool:
+class Nonces:
+    """Nonces this device issued: each valid for NONCE_LIFETIME, evicted oldest first (never at random)."""
+
+    def __init__(self) -> None:
+        self._issued: dict[str, float] = {}  # insertion order is issue order
+
+    def issue(self) -> str:
+        """A fresh nonce."""
+        now = time.monotonic()
+        while self._issued and (
+            len(self._issued) >= _MAX_NONCES or now - next(iter(self._issued.values())) > NONCE_LIFETIME
+        ):
+            del self._issued[next(iter(self._issued))]
+        nonce = secrets.token_hex(16)
+        self._issued[nonce] = now
+        return nonce
+
+    def __contains__(self, nonce: object) -> bool:
+        issued = self._issued.get(nonce) if isinstance(nonce, str) else None
+        return issued is not None and time.monotonic() - issued <= NONCE_LIFETIME
+
+
+def digest_ok(header: str | None, method: str, password: str, nonces: Nonces) -> bool:
     """Check an `Authorization: Digest` header against the plain password or its sha256 form."""
     if not header or not header.startswith("Digest "):
         return False
@@ -62,7 +87,7 @@ class DeviceHttpServer:
         self._port = port
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.StreamWriter] = set()
-        self._nonces: set[str] = set()
+        self._nonces = Nonces()
         self._prefix = f"/{api_path(device.serial)}/"
 
     async def start(self) -> None:
@@ -152,16 +177,20 @@ class DeviceHttpServer:
             return 404, [], b""
         device.requests[name] = device.requests.get(name, 0) + 1
         if endpoint.auth and not self._authorised(request):
-            nonce = secrets.token_hex(16)
-            self._nonces = {*list(self._nonces)[-31:], nonce}
-            challenge = f'Digest realm="{REALM}", nonce="{nonce}", qop="auth", algorithm=MD5'
-            return 401, [("WWW-Authenticate", challenge)], b""
+            return self._challenge()
+        if endpoint.auth and device.fault is Fault.STALE_NONCE:
+            device.fault = Fault.NONE  # once: a correct answer refused as if its nonce had expired
+            return self._challenge(stale=True)
         if device.fault is Fault.HTTP_500:
             return 500, [], b"internal error"
         if device.fault is Fault.MALFORMED:
             return 200, [], b"\xff\xff\xff\xff\x0f garbage"
         message = endpoint.handler(self._world, device, body)
         return 200, [], message.SerializeToString()
+
+    def _challenge(self, *, stale: bool = False) -> tuple[int, list[tuple[str, str]], bytes]:
+        challenge = f'Digest realm="{REALM}", nonce="{self._nonces.issue()}", qop="auth", algorithm=MD5'
+        return 401, [("WWW-Authenticate", challenge + (", stale=TRUE" if stale else ""))], b""
 
     def _route(self, path: str) -> tuple[Endpoint | None, str]:
         if not path.startswith(self._prefix):

@@ -27,6 +27,7 @@ class Fault(enum.StrEnum):
     VANISHED = "vanished"  # neither mDNS nor HTTP
     HTTP_500 = "http_500"
     MALFORMED = "malformed"  # bodies that are not valid protobuf
+    STALE_NONCE = "stale_nonce"  # the next authenticated request is refused once with 401 (stale nonce)
     WRONG_PASSWORD = "wrong_password"  # noqa: S105 - a fault name, not a password; the device's password was changed behind the bridge's back
 
 
