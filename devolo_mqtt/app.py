@@ -10,6 +10,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
+from ipaddress import ip_address
 from typing import Any, Literal
 
 import aiomqtt
@@ -23,8 +24,15 @@ from devolo_mqtt.adapter import AdapterRuntime
 from devolo_mqtt.capabilities import Json
 from devolo_mqtt.device import DevoloClient
 from devolo_mqtt.discovery import Discovery, Found
-from devolo_mqtt.errors import CommandError, DevoloMqttError, honour_cancellation
+from devolo_mqtt.errors import (
+    CommandError,
+    DeviceRefusedError,
+    DuplicateInstanceError,
+    honour_cancellation,
+)
 from devolo_mqtt.homeassistant import DiscoveryLedger, HaContext, HaDevice, HaLink
+from devolo_mqtt.inbound import as_bytes
+from devolo_mqtt.instance import InstanceGuard
 from devolo_mqtt.log import REDACTOR
 from devolo_mqtt.model import PLC, PLCNET, PlcView
 from devolo_mqtt.mqtt import MqttSession, Outgoing, SessionHooks
@@ -33,11 +41,12 @@ from devolo_mqtt.network import NetworkIds, NetworkMonitor
 from devolo_mqtt.poller import Command, DeviceRuntime
 from devolo_mqtt.settings import DeviceConfig, Settings
 from devolo_mqtt.state import iso, utc_now
-from devolo_mqtt.topics import Topics
+from devolo_mqtt.topics import Topics, device_id_problem
 from devolo_mqtt.wifi import WifiOutput, WifiTracker
 
 log = structlog.get_logger("devolo_mqtt.app")
 Node = DeviceRuntime | AdapterRuntime  # anything with a state topic
+_MAX_PENDING_REQUESTS = 32  # bridge requests waiting for the worker; more are answered `busy`
 
 
 def dumps(payload: Any) -> str:
@@ -94,13 +103,16 @@ class Bridge:
             measured=self._network_measured,
         )
         self._started = clock()
-        self._jobs: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
+        self._jobs: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue(_MAX_PENDING_REQUESTS)
+        self._ha_republish_pending = False
+        self._refused: dict[str, str] = {}  # serial → why it is not bridged (logged once)
         self._group: asyncio.TaskGroup | None = None
         self._zeroconf: AsyncZeroconf | None = None
         self._http: httpx.AsyncClient | None = None
         self._limiter = asyncio.Semaphore(settings.polling.max_concurrency)
         REDACTOR.add_all(settings.secrets())
         client_id = settings.mqtt.client_id or f"devolo-mqtt-{settings.mqtt.instance_id or 'default'}"
+        self.instance = InstanceGuard(self.topics.bridge_instance, settings.mqtt.base_topic)
         self.mqtt = MqttSession(
             settings.mqtt,
             self.topics.bridge_state,
@@ -109,9 +121,12 @@ class Bridge:
                 on_message=self._on_message,
                 farewell=self._farewell,
                 subscriptions=self._subscriptions,
+                before_publishing=self.instance.check,
+                on_early_message=self._on_early_message,
             ),
             client_id=client_id,
         )
+        self.instance.answer = lambda hello: self.mqtt.publish(self.topics.bridge_instance, hello, qos=1)
 
     # --- running -------------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -123,22 +138,38 @@ class Bridge:
             stack.push_async_callback(self._zeroconf.async_close)
             self._http = await stack.enter_async_context(httpx.AsyncClient())
             log.info("bridge_starting", version=__version__, devices_configured=len(self.settings.devices))
-            async with asyncio.TaskGroup() as group:
-                self._group = group
-                group.create_task(self.mqtt.run(), name="devolo_mqtt.mqtt")
-                group.create_task(self._job_worker(), name="devolo_mqtt.jobs")
-                group.create_task(self._housekeeping(), name="devolo_mqtt.housekeeping")
-                group.create_task(self.networks.run(), name="devolo_mqtt.networks")
-                await self.wifi.start()
-                group.create_task(self.wifi.run(), name="devolo_mqtt.wifi")
-                for adapter in self.adapters.values():
-                    self._publish_discovery(adapter)
-                for config in self._configs:
-                    if config.enabled and config.ip is not None:
-                        self._add(config.topic_id or f"ip-{config.ip}", str(config.ip), config)
-                if self.settings.discovery.enabled:
-                    discovery = Discovery(self._zeroconf, self._on_found, self._on_gone)
-                    group.create_task(discovery.run(), name="devolo_mqtt.discovery")
+            try:
+                await self._run_parts(self._zeroconf)
+            except* DuplicateInstanceError as group:
+                raise group.exceptions[0] from None  # the CLI exits 3 with its message
+
+    async def _run_parts(self, zeroconf: AsyncZeroconf) -> None:
+        async with asyncio.TaskGroup() as group:
+            self._group = group
+            group.create_task(self.mqtt.run(), name="devolo_mqtt.mqtt")
+            group.create_task(self._watch_instances(), name="devolo_mqtt.instance")
+            group.create_task(self._job_worker(), name="devolo_mqtt.jobs")
+            group.create_task(self._housekeeping(), name="devolo_mqtt.housekeeping")
+            # No device is touched before the broker confirmed that no other bridge runs on these topics.
+            await self.instance.cleared.wait()
+            group.create_task(self.networks.run(), name="devolo_mqtt.networks")
+            await self.wifi.start()
+            group.create_task(self.wifi.run(), name="devolo_mqtt.wifi")
+            for adapter in self.adapters.values():
+                self._publish_discovery(adapter)
+            for config in self._configs:
+                if config.enabled and config.ip is not None:
+                    self._add(config.topic_id or f"ip-{config.ip}", str(config.ip), config)
+            if self.settings.discovery.enabled:
+                discovery = Discovery(zeroconf, self._on_found, self._on_gone)
+                group.create_task(discovery.run(), name="devolo_mqtt.discovery")
+
+    async def _watch_instances(self) -> None:
+        try:
+            await self.instance.watch()
+        except DuplicateInstanceError:
+            self.mqtt.abandon()  # this run is the newcomer: leave the other one's state alone
+            raise
 
     def _add(self, device_id: str, ip: str, config: DeviceConfig | None) -> DeviceRuntime:
         assert self._group is not None
@@ -175,21 +206,48 @@ class Bridge:
         """The outermost per-device loop: the only place that catches any Exception."""
         delay = 5.0
         while True:
+            refused: DeviceRefusedError | None = None
             try:
                 await runtime.run()
+            except* DeviceRefusedError as group:
+                refused = group.exceptions[0]  # type: ignore[assignment]
             except* Exception as group:
                 log.exception("device_task_crashed", device=runtime.id, errors=len(group.exceptions))
                 runtime.vanished()
+            if refused is not None:
+                self.runtimes.pop(runtime.id, None)
+                self._refuse(refused.serial, runtime.ip, refused.reason)
+                self._publish_inventory()
+                return
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.settings.polling.offline_retry_max)
+
+    def _refuse(self, serial: str, ip: str, reason: str) -> None:
+        """A device that cannot be bridged: one log line and one event, however often it is announced."""
+        if serial in self._refused:
+            return
+        self._refused[serial] = reason
+        shown = serial[:80]
+        log.error("device_refused", serial=shown, ip=ip, reason=reason)
+        self.event("device_refused", {"serial": shown, "ip": ip, "reason": reason})
+
+    def _id_problem(self, device_id: str, runtime: DeviceRuntime | None) -> str | None:
+        """Why `device_id` cannot be used for `runtime` (a new one when None)."""
+        if problem := device_id_problem(device_id):
+            return problem
+        other = self.runtimes.get(device_id)
+        taken = (other is not None and other is not runtime) or any(
+            a.id.lower() == device_id.lower() for a in self.adapters.values()
+        )
+        return f"id {device_id!r} is already used by another device" if taken else None
 
     async def _job_worker(self) -> None:
         while True:
             job = await self._jobs.get()
             try:
                 await job()
-            except DevoloMqttError as err:
-                log.warning("bridge_job_failed", error=str(err))
+            except Exception:  # a failing job must never end the bridge (requests answer themselves)
+                log.exception("bridge_job_failed")
             honour_cancellation()
 
     async def _housekeeping(self) -> None:
@@ -207,6 +265,11 @@ class Bridge:
         return next((c for c in self._configs if c.serial == serial), None)
 
     def _on_found(self, found: Found) -> None:
+        networks = self.settings.discovery.networks
+        if networks is not None and not any(ip_address(found.ip) in n for n in networks):
+            return  # announced outside the networks this bridge serves
+        if found.serial in self._refused:
+            return
         config = self._config_for(found.serial)
         if config is not None and not config.enabled:
             return
@@ -220,9 +283,12 @@ class Bridge:
             if runtime.ip == found.ip:
                 return  # a configured address still being resolved
         device_id = (config.topic_id if config else None) or found.serial
-        log.info("device_discovered", device=device_id, ip=found.ip, product=found.product)
+        if problem := self._id_problem(device_id, None):
+            self._refuse(found.serial, found.ip, problem)
+            return
+        log.debug("device_discovered", device=device_id, ip=found.ip, product=found.product)
         self.event("device_discovered", {"device": device_id, "ip": found.ip, "product": found.product})
-        self._add(device_id, found.ip, config).discovered_serial = found.serial
+        self._add(device_id, found.ip, config)
 
     def _on_gone(self, serial: str) -> None:
         for runtime in self.runtimes.values():
@@ -231,19 +297,35 @@ class Bridge:
 
     # --- RuntimeHooks --------------------------------------------------------------------------------
     def device_identified(self, runtime: DeviceRuntime) -> None:
-        """Publish discovery configs and inventory once a device's features are known."""
+        """Settle the device's id, then publish discovery configs and inventory.
+
+        Raises DeviceRefusedError when the serial the device reports cannot become its id.
+        """
         if runtime.config is None or runtime.config.topic_id is None:
-            self._rename(runtime, runtime.identity.serial)
+            serial = runtime.identity.serial
+            if problem := self._id_problem(serial, runtime):
+                hint = " (give it an `id` in the config)" if runtime.config is not None else ""
+                raise DeviceRefusedError(serial, problem + hint)
+            self._rename(runtime, serial)
         self._publish_discovery(runtime)
         self._publish_inventory()
         if runtime.identity.supports(PLCNET):
             self.networks.device_joined()
 
     def _rename(self, runtime: DeviceRuntime, device_id: str) -> None:
-        if runtime.id != device_id:
-            self.runtimes.pop(runtime.id, None)
-            runtime.id = device_id
-            self.runtimes[device_id] = runtime
+        if runtime.id == device_id:
+            return
+        old, was_provisional = runtime.id, runtime.provisional
+        self.runtimes.pop(old, None)
+        runtime.renamed(device_id)
+        self.runtimes[device_id] = runtime
+        if was_provisional:  # clear what versions before 0.2 left under the address-based id
+            for topic in (
+                self.topics.availability(old),
+                self.topics.state(old),
+                self.topics.wifi_clients(old),
+            ):
+                self.mqtt.publish(topic, b"", retain=True)
 
     def device_state(self, runtime: Node, state: dict[str, Json]) -> None:
         """Publish a device's state object (retained)."""
@@ -271,23 +353,14 @@ class Bridge:
         source = capabilities.SOURCE_BY_NAME[source_name]
         for runtime in self.runtimes.values():
             if runtime is not changed and runtime.identity_ and runtime.identity_.supports(source.feature):
-                try:
-                    runtime.commands.put_nowait(Command({}, internal_refresh=(source_name,)))
-                except asyncio.QueueFull:
-                    log.warning("refresh_dropped", device=runtime.id, source=source_name)
+                runtime.request_refresh((source_name,))
 
     def event(self, kind: str, data: dict[str, Json]) -> None:
         """A non-retained event on `bridge/event`."""
         self.mqtt.publish(self.topics.bridge_event, dumps({"type": kind, "ts": iso(utc_now()), "data": data}))
 
     async def execute(self, runtime: DeviceRuntime, command: Command) -> None:
-        """Run a command (or an internal refresh) for a device."""
-        if command.internal_refresh:
-            try:
-                await runtime.refresh(command.internal_refresh)
-            except DevoloMqttError as err:
-                log.info("refresh_failed", device=runtime.id, error=str(err))
-            return
+        """Run a command for a device."""
         await commands.execute(
             runtime,
             command,
@@ -307,7 +380,7 @@ class Bridge:
 
     # --- MQTT callbacks ------------------------------------------------------------------------------
     def _subscriptions(self) -> list[str]:
-        subs = [*self.topics.set_subscriptions, self.topics.bridge_requests]
+        subs = [self.topics.bridge_instance, *self.topics.set_subscriptions, self.topics.bridge_requests]
         if self.settings.homeassistant.enabled:
             subs.append(self.topics.ha_status)
         if self.settings.homeassistant.enabled and not self._swept:
@@ -334,56 +407,108 @@ class Bridge:
     def _nodes(self) -> list[Node]:
         return [*self.runtimes.values(), *self.adapters.values()]
 
+    def _on_early_message(self, message: aiomqtt.Message) -> None:
+        if str(message.topic) == self.topics.bridge_instance:
+            self.instance.heard(as_bytes(message.payload), live=False)
+
     def _on_message(self, message: aiomqtt.Message) -> None:
         topic = str(message.topic)
-        payload = (
-            message.payload if isinstance(message.payload, bytes) else str(message.payload or "").encode()
-        )
-        if topic == self.topics.ha_status:
-            if payload.strip().lower() == b"online":
-                self._jobs.put_nowait(self._ha_came_online)
-            return
-        if topic.startswith(f"{self.topics.discovery_prefix}/"):
-            if homeassistant.is_ours(self._ha, payload) or not payload:
-                self.ledger.found_on_broker(topic, payload)
-            return
-        if (op := self.topics.request_op(topic)) is not None:
-            self._jobs.put_nowait(lambda: self._bridge_request(op, payload))
-            return
-        if (parsed := self.topics.parse_set(topic)) is not None:
-            self._on_command(topic, parsed[0], parsed[1], message)
+        payload = as_bytes(message.payload)
+        if topic == self.topics.bridge_instance:
+            self.instance.heard(payload, live=True)
+        elif topic == self.topics.ha_status:
+            if payload.strip().lower() == b"online" and not self._ha_republish_pending:
+                self._ha_republish_pending = True  # a burst of `online` is one re-publish
+                self._enqueue(self._ha_came_online)
+        elif topic.startswith(f"{self.topics.discovery_prefix}/"):
+            if (not payload or homeassistant.is_ours(self._ha, payload)) and self.ledger.found_on_broker(
+                topic, payload
+            ):
+                log.info("discovery_stale_cleared", topic=topic)
+                self._publish_config(topic, "")
+        elif (op := self.topics.request_op(topic)) is not None:
+            self._on_request(topic, op, payload, retain=message.retain)
+        elif (parsed := self.topics.parse_set(topic)) is not None:
+            properties = message.properties
+            self._on_command(
+                topic,
+                parsed[0],
+                parsed[1],
+                payload,
+                retain=message.retain,
+                response_topic=getattr(properties, "ResponseTopic", None) if properties else None,
+                correlation=getattr(properties, "CorrelationData", None) if properties else None,
+            )
 
-    def _on_command(self, topic: str, device_id: str, key: str | None, message: aiomqtt.Message) -> None:
-        if message.retain and not message.payload:
+    def _on_command(
+        self,
+        topic: str,
+        device_id: str,
+        key: str | None,
+        payload: bytes,
+        *,
+        retain: bool,
+        response_topic: str | None,
+        correlation: bytes | None,
+    ) -> None:
+        """Every command gets exactly one answer: queued for its device, or an error result now."""
+        if retain and not payload:
             return  # a cleared retained command (possibly our own clearing): nothing to do
-        if message.retain:
+        if retain:
             self.mqtt.publish(topic, b"", retain=True)  # clear it, so no broker ever replays it
         runtime = self.runtimes.get(device_id)
+        if runtime is not None and runtime.provisional:
+            runtime = None
+        label = key or "set"
+        command: Command | None = None
         try:
-            command = commands.parse_command(key, message)
+            if response_topic is not None and (problem := self.topics.response_topic_problem(response_topic)):
+                raise CommandError(label, problem)
+            command = commands.parse_command(
+                key, payload, retain=retain, response_topic=response_topic, correlation=correlation
+            )
             if runtime is None:
-                raise CommandError(key or "set", f"unknown device {device_id!r}")
+                raise CommandError(label, f"unknown device {device_id[:80]!r}")
             runtime.commands.put_nowait(command)
         except CommandError as err:
-            self._answer(device_id, None, commands.result_payload(None, err.key, "error", error=err.reason))
+            self._answer(
+                device_id, command, commands.result_payload(command, err.key, "error", error=err.reason)
+            )
             if runtime is not None:
                 runtime.publish_state(force=True)
         except asyncio.QueueFull:
-            self._answer(
-                device_id,
-                None,
-                commands.result_payload(None, key or "set", "error", error="too many queued commands"),
-            )
+            reason = "busy: too many queued commands for this device"
+            self._answer(device_id, command, commands.result_payload(command, label, "error", error=reason))
 
     async def _ha_came_online(self) -> None:
         await asyncio.sleep(random.uniform(0.5, 3.0))  # let Home Assistant subscribe first
+        self._ha_republish_pending = False
         for runtime in list(self.runtimes.values()):
             runtime.publish_state(force=True)
             self.device_availability(runtime)
 
     # --- bridge requests -----------------------------------------------------------------------------
+    def _on_request(self, topic: str, op: str, payload: bytes, *, retain: bool) -> None:
+        """Queue a bridge request for the worker; retained ones and overflow are answered at once."""
+        if retain:
+            if payload:
+                self.mqtt.publish(topic, b"", retain=True)  # never replayed on the next start
+                self._respond(op, bridge_requests.error("retained request ignored (it was cleared)"))
+            return
+        if not self._enqueue(lambda: self._bridge_request(op, payload)):
+            self._respond(op, bridge_requests.error("busy: too many pending requests, try again"))
+
+    def _enqueue(self, job: Callable[[], Awaitable[None]]) -> bool:
+        try:
+            self._jobs.put_nowait(job)
+        except asyncio.QueueFull:
+            return False
+        return True
+
     async def _bridge_request(self, op: str, payload: bytes) -> None:
-        response = await bridge_requests.answer(self, op, payload)
+        self._respond(op, await bridge_requests.answer(self, op, payload))
+
+    def _respond(self, op: str, response: dict[str, Any]) -> None:
         self.mqtt.publish(self.topics.bridge_response(op), dumps(response))
 
     def mac_renamed(self, mac: str) -> None:

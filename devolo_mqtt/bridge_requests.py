@@ -2,26 +2,33 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from devolo_mqtt import capabilities
+import structlog
+
 from devolo_mqtt.errors import CommandError, DevoloMqttError
+from devolo_mqtt.inbound import BadPayload, decode_json
 from devolo_mqtt.mac import colon_mac, normalise_mac
-from devolo_mqtt.poller import Command
+from devolo_mqtt.settings import MAX_NAME
 
 if TYPE_CHECKING:
     from devolo_mqtt.app import Bridge
 
 Handler = Callable[["Bridge", dict[str, Any]], Awaitable[dict[str, Any]]]
+log = structlog.get_logger("devolo_mqtt.requests")
+
+
+def error(reason: str, transaction: Any = None) -> dict[str, Any]:
+    """An error response."""
+    return {"status": "error", "error": reason, "transaction": transaction}
 
 
 async def answer(bridge: Bridge, op: str, payload: bytes) -> dict[str, Any]:
     """Run one request; the response object (`status`, `data` or `error`, `transaction`)."""
     transaction = None
     try:
-        body = json.loads(payload) if payload.strip() else {}
+        body = decode_json(payload) if payload.strip() else {}
         if not isinstance(body, dict):
             raise CommandError(op, "expected a JSON object")
         transaction = body.pop("transaction", None)
@@ -29,22 +36,26 @@ async def answer(bridge: Bridge, op: str, payload: bytes) -> dict[str, Any]:
         if handler is None:
             raise CommandError(op, f"unknown request; known: {', '.join(sorted(HANDLERS))}")
         return {"status": "ok", "data": await handler(bridge, body), "transaction": transaction}
-    except ValueError:
-        return {"status": "error", "error": "payload is not valid JSON", "transaction": transaction}
+    except BadPayload as err:
+        return error(err.reason, transaction)
     except CommandError as err:
-        return {"status": "error", "error": err.reason, "transaction": transaction}
+        return error(err.reason, transaction)
     except DevoloMqttError as err:
-        return {"status": "error", "error": str(err), "transaction": transaction}
+        return error(str(err), transaction)
+    except Exception:  # every request is answered, whatever went wrong inside
+        log.exception("request_failed", op=op)
+        return error("internal error (see the bridge's log)", transaction)
 
 
 async def _refresh(bridge: Bridge, body: dict[str, Any]) -> dict[str, Any]:
     wanted = body.get("device")
-    targets = [r for r in bridge.runtimes.values() if wanted in (None, r.id)]
+    if wanted is not None and not isinstance(wanted, str):
+        raise CommandError("refresh", "device must be a device id (a string)")
+    targets = [r for r in bridge.runtimes.values() if wanted in (None, r.id) and not r.provisional]
     if wanted is not None and not targets:
-        raise CommandError("refresh", f"unknown device {wanted!r}")
-    every_source = tuple(s.name for s in capabilities.SOURCES)
+        raise CommandError("refresh", f"unknown device {wanted[:80]!r}")
     for runtime in targets:
-        runtime.commands.put_nowait(Command({}, internal_refresh=every_source))
+        runtime.request_refresh()  # coalesced: a burst of requests is one read per device
     return {"devices": [r.id for r in targets]}
 
 
@@ -54,8 +65,8 @@ async def _rename(bridge: Bridge, body: dict[str, Any]) -> dict[str, Any]:
     except ValueError as err:
         raise CommandError("mac/rename", str(err)) from None
     name = body.get("name")
-    if name is not None and (not isinstance(name, str) or len(name) > 64):
-        raise CommandError("mac/rename", "name must be a string of at most 64 characters, or null")
+    if name is not None and (not isinstance(name, str) or len(name) > MAX_NAME):
+        raise CommandError("mac/rename", f"name must be a string of at most {MAX_NAME} characters, or null")
     bridge.names.rename(mac, name)
     bridge.mac_renamed(mac)
     return {"mac": colon_mac(mac).lower(), "name": name or None}

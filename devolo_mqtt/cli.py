@@ -15,10 +15,11 @@ from zeroconf import InterfaceChoice, IPVersion
 from zeroconf.asyncio import AsyncZeroconf
 
 from devolo_mqtt import __version__, log
-from devolo_mqtt.errors import ConfigError
+from devolo_mqtt.errors import ConfigError, DuplicateInstanceError
 from devolo_mqtt.settings import Settings, load_settings
 
 EXIT_CONFIG = 2
+EXIT_DUPLICATE = 3  # another bridge already runs on the same topics
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -75,6 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:
         print(f"devolo-mqtt: {err}", file=sys.stderr)
         return EXIT_CONFIG
+    except DuplicateInstanceError as err:
+        print(f"devolo-mqtt: {err}", file=sys.stderr)
+        return EXIT_DUPLICATE
 
 
 def _settings(args: argparse.Namespace) -> Settings:

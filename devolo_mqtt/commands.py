@@ -8,41 +8,40 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-import aiomqtt
 import structlog
 
 from devolo_mqtt import capabilities
 from devolo_mqtt.capabilities import Json
 from devolo_mqtt.errors import CommandError, DeviceAuthError, DeviceProtocolError, DeviceUnavailableError
+from devolo_mqtt.inbound import BadPayload, decode_json, decode_text
 from devolo_mqtt.poller import Command, DeviceRuntime
 
 log = structlog.get_logger("devolo_mqtt.commands")
-MAX_PAYLOAD = 4096
 
 
-def parse_command(key: str | None, message: aiomqtt.Message) -> Command:
-    """Turn a `/set` or `/set/<key>` message into a Command; CommandError says what is wrong with it."""
-    properties = message.properties
-    response_topic = getattr(properties, "ResponseTopic", None) if properties else None
-    correlation = getattr(properties, "CorrelationData", None) if properties else None
-    raw = message.payload if isinstance(message.payload, bytes) else str(message.payload or "").encode()
+def parse_command(
+    key: str | None,
+    payload: bytes,
+    *,
+    retain: bool = False,
+    response_topic: str | None = None,
+    correlation: bytes | None = None,
+) -> Command:
+    """Turn a `/set` or `/set/<key>` payload into a Command; CommandError says what is wrong with it."""
     label = key or "set"
-    if message.retain:
+    if retain:
         raise CommandError(label, "retained command ignored (it was cleared from the broker)")
-    if len(raw) > MAX_PAYLOAD:
-        raise CommandError(label, f"payload too large ({len(raw)} bytes, at most {MAX_PAYLOAD})")
     try:
-        text = raw.decode()
-    except UnicodeDecodeError:
-        raise CommandError(label, "payload is not UTF-8 text") from None
-    if key is not None:
-        return Command(
-            {key: text.strip()}, single_key=True, response_topic=response_topic, correlation=correlation
-        )
-    try:
-        body = json.loads(text)
-    except ValueError:
-        raise CommandError(label, "payload is not valid JSON") from None
+        if key is not None:
+            return Command(
+                {key: decode_text(payload).strip()},
+                single_key=True,
+                response_topic=response_topic,
+                correlation=correlation,
+            )
+        body = decode_json(payload)
+    except BadPayload as err:
+        raise CommandError(label, err.reason) from None
     if not isinstance(body, dict) or not body:
         raise CommandError(label, "expected a JSON object with at least one key")
     transaction = body.pop("transaction", None)

@@ -54,6 +54,19 @@ class CommandError(DevoloMqttError):
         self.reason = reason
 
 
+class DeviceRefusedError(DevoloMqttError):
+    """A device cannot be bridged as it identifies itself (its id is not a safe topic level, or taken)."""
+
+    def __init__(self, serial: str, reason: str) -> None:
+        super().__init__(f"device {serial!r} refused: {reason}")
+        self.serial = serial
+        self.reason = reason
+
+
+class DuplicateInstanceError(DevoloMqttError):
+    """Another bridge runs on the same base topic or with the same MQTT client id."""
+
+
 def honour_cancellation() -> None:
     """Raise CancelledError if the current task has been asked to stop.
 

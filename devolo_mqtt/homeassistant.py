@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from devolo_mqtt import __version__
 from devolo_mqtt.capabilities import Capability, HaEntity, Json, link_keys
+from devolo_mqtt.inbound import BadPayload, decode_json
 from devolo_mqtt.mac import colon_mac
 from devolo_mqtt.topics import Topics
 
@@ -248,8 +249,8 @@ def tracker_config(ctx: HaContext, mac: str, name: str | None, vendor: str | Non
 def is_ours(ctx: HaContext, payload: bytes) -> bool:
     """Whether a retained discovery config on the broker was published by this bridge instance."""
     try:
-        data = json.loads(payload)
-    except ValueError:
+        data = decode_json(payload, max_bytes=65536, max_depth=16)  # anyone may publish here
+    except BadPayload:
         return False
     if not isinstance(data, dict):
         return False
@@ -266,12 +267,21 @@ class DiscoveryLedger:
         self.published: dict[str, str] = {}
         self.found: dict[str, str] = {}  # ours on the broker, not (yet) confirmed by this run
 
-    def found_on_broker(self, topic: str, payload: bytes) -> None:
-        """Remember a config seen on the broker; an empty payload means it is gone."""
+    def found_on_broker(self, topic: str, payload: bytes) -> bool:
+        """Remember a config seen on the broker (empty: it is gone); whether it is stale already.
+
+        Stale already: its node's configs were published by this run without it (the device is known,
+        the entity no longer exists), so it is to be cleared now rather than at the sweep.
+        """
         if not payload:
             self.found.pop(topic, None)
-        elif topic not in self.published:
-            self.found[topic] = payload.decode(errors="replace")
+            return False
+        if topic in self.published:
+            return False
+        if any(_owned(t, _node(topic)) for t in self.published):
+            return True
+        self.found[topic] = payload.decode(errors="replace")
+        return False
 
     def update(self, owner_prefix: str, configs: Mapping[str, Mapping[str, object]]) -> list[tuple[str, str]]:
         """The (topic, payload) to publish so that `owner_prefix`'s configs become exactly `configs`.
@@ -303,6 +313,11 @@ class DiscoveryLedger:
     def republish(self) -> list[tuple[str, str]]:
         """Everything published, again (on request)."""
         return list(self.published.items())
+
+
+def _node(topic: str) -> str:
+    parts = topic.split("/")
+    return parts[-3] if len(parts) >= 4 else ""
 
 
 def _owned(topic: str, owner_prefix: str) -> bool:

@@ -52,7 +52,7 @@ def device_entry(runtime: DeviceRuntime) -> Entry:
     """A manageable device (its identity may not be known yet)."""
     identity = runtime.identity_
     return _entry(
-        device_id=runtime.id,
+        device_id=None if runtime.provisional else runtime.id,  # not final before the first connection
         name=runtime.name,
         manageable=True,
         online=runtime.online,

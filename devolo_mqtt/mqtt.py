@@ -6,25 +6,34 @@ message after each reconnect, and hand incoming messages to the router. Pollers 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import random
+import socket
 import ssl
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiomqtt
 import structlog
+from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from devolo_mqtt.errors import first_of, honour_cancellation
+from devolo_mqtt.errors import DuplicateInstanceError, first_of, honour_cancellation
 from devolo_mqtt.settings import MqttSettings
 
 log = structlog.get_logger("devolo_mqtt.mqtt")
-_SHUTDOWN_SECONDS = 5.0
+_SHUTDOWN_SECONDS = 3.0  # for the farewell; past that the connection is dropped so the broker sends the Will
 _IN_FLIGHT = 64  # publishes awaiting their acknowledgement at once
+_MAX_HELD = 10_000  # messages held while the session starts
+_SESSION_TAKEN_OVER = 142  # MQTT 5 DISCONNECT reason: another client connected with our client id
+
+
+Send = Callable[[str, bytes], Awaitable[None]]  # publish directly (QoS 1), before the session is up
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +74,15 @@ class SessionHooks:
     on_message: Callable[[aiomqtt.Message], None]
     farewell: Callable[[], list[Outgoing]]
     subscriptions: Callable[[], list[str]] = field(default=list)
+    # Awaited after subscribing and before `on_connect` (the instance check listens there first);
+    # meanwhile incoming messages go to `on_early_message` and are held for `on_message` until after.
+    before_publishing: Callable[[Send], Coroutine[Any, Any, None]] | None = None
+    on_early_message: Callable[[aiomqtt.Message], None] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Resubscribe:
+    """Queued control item: bring the live subscriptions in line with `subscriptions()`."""
 
 
 class MqttSession:
@@ -83,10 +101,13 @@ class MqttSession:
         self._will_topic = will_topic
         self._hooks = hooks
         self._client_id = client_id
-        self._queue: asyncio.Queue[Outgoing] = asyncio.Queue(maxsize=max_queue)
+        self._queue: asyncio.Queue[Outgoing | _Resubscribe] = asyncio.Queue(maxsize=max_queue)
         self.retained: dict[str, Outgoing] = {}
         self.counters = Counters()
         self.connected = asyncio.Event()
+        self._subscribed: set[str] = set()  # what the (possibly persistent) broker session holds
+        self.abandoned = False  # leaving without a farewell (another instance owns the topics)
+        self._held: list[aiomqtt.Message] | None = None  # messages that arrived before `on_connect`
 
     # --- the API the rest of the bridge uses ---------------------------------------------------------
     def publish(
@@ -114,6 +135,16 @@ class MqttSession:
         except asyncio.QueueFull:
             self.counters.dropped += 1
 
+    def resubscribe(self) -> None:
+        """`subscriptions()` changed: subscribe and unsubscribe on the live connection (or the next)."""
+        if self.connected.is_set():
+            with contextlib.suppress(asyncio.QueueFull):
+                self._queue.put_nowait(_Resubscribe())
+
+    def abandon(self) -> None:
+        """Leave without saying goodbye: another instance owns these topics, its state must stand."""
+        self.abandoned = True
+
     # --- the session loop ----------------------------------------------------------------------------
     async def run(self) -> None:
         """Connect and serve until cancelled; on cancellation say goodbye (retained offline states)."""
@@ -126,6 +157,11 @@ class MqttSession:
             except aiomqtt.MqttError as err:
                 was_connected = self.connected.is_set()
                 self.connected.clear()
+                if _reason_code(err) == _SESSION_TAKEN_OVER:
+                    raise DuplicateInstanceError(
+                        f"another client connected to the broker with this bridge's client id "
+                        f"{self._client_id!r}: two bridges are running with the same configuration"
+                    ) from None
                 log.warning(
                     "mqtt_disconnected" if was_connected else "mqtt_connect_failed",
                     host=self._settings.host,
@@ -148,7 +184,12 @@ class MqttSession:
             if s.tls_insecure:
                 tls.check_hostname = False
                 tls.verify_mode = ssl.CERT_NONE
-        return aiomqtt.Client(
+        persistent = s.session_expiry > 0
+        properties: Any = None
+        if v5 and persistent:
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = s.session_expiry
+        client = aiomqtt.Client(
             s.host,
             s.port,
             username=s.username,
@@ -159,39 +200,74 @@ class MqttSession:
             protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
             will=aiomqtt.Will(self._will_topic, b"offline", qos=1, retain=True),
             timeout=10,
+            # A persistent session: QoS 1 commands sent while the bridge is away are kept by the broker
+            # (for `session_expiry` seconds) and delivered once it is back.
+            clean_session=None if v5 else not persistent,
+            clean_start=not persistent if v5 else MQTT_CLEAN_START_FIRST_ONLY,  # (3.1.1: not applicable)
+            properties=properties,
+            max_inflight_messages=_IN_FLIGHT,
+            # Small packets (a result, then a state) must not wait for the previous one's ACK.
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
         )
+        # aiomqtt warns above 10 pending calls; we keep up to _IN_FLIGHT on purpose (bounded by a window).
+        client.pending_calls_threshold = 2 * _IN_FLIGHT + 16
+        return client
 
     async def _serve(self, client: aiomqtt.Client) -> None:
         self.counters.connects += 1
-        for topic in self._hooks.subscriptions():
-            if self._settings.protocol == "5":
-                # Retain-as-published: a retained command is recognisable even when delivered live.
-                await client.subscribe(topic, options=SubscribeOptions(qos=1, retainAsPublished=True))
-            else:
-                await client.subscribe(topic, qos=1)
+        try:
+            await self._sync_subscriptions(client, fresh=True)
+            self._held = []
+            await first_of(self._start(client), self._pump_in(client), name="devolo_mqtt.mqtt.pump")
+        except asyncio.CancelledError:
+            # Whenever the stop comes (even mid-reconnect), the last word on `bridge/state` is `offline`.
+            await self._leave(client)
+            raise
+
+    async def _start(self, client: aiomqtt.Client) -> None:
+        """Check, announce, replay every retained message, then publish whatever is queued."""
+        if self._hooks.before_publishing is not None:
+
+            async def send(topic: str, payload: bytes) -> None:
+                await client.publish(topic, payload, qos=1)
+
+            await self._hooks.before_publishing(send)
         # Everything retained goes out again: the broker may have lost it, or it changed meanwhile.
         # Queued messages are stale: retained ones are in `self.retained`, live-only ones expired.
         self._drain_queue()
         self._hooks.on_connect()
         self._drain_queue()
         self.connected.set()
-        for message in list(self.retained.values()):
-            await self._send(client, message)
-            honour_cancellation()  # aiomqtt's waits can swallow a cancellation on Python 3.11
-        log.info("mqtt_connected", host=self._settings.host, port=self._settings.port)
-        try:
-            await first_of(self._pump_out(client), self._pump_in(client), name="devolo_mqtt.mqtt.pump")
-        except asyncio.CancelledError:
-            async with asyncio.timeout(_SHUTDOWN_SECONDS):
-                await self._farewell(client)
-            raise
+        held, self._held = self._held or [], None
+        for incoming in held:  # e.g. commands the broker kept for our session while we were away
+            self._handle(incoming)
+        # The bridge's own state first: a subscriber arriving mid-replay must find it retained.
+        replay = deque(sorted(self.retained.values(), key=lambda m: m.topic != self._will_topic))
+        log.info("mqtt_connected", host=self._settings.host, port=self._settings.port, retained=len(replay))
+        await self._pump_out(client, replay)
+
+    async def _sync_subscriptions(self, client: aiomqtt.Client, *, fresh: bool = False) -> None:
+        wanted = self._hooks.subscriptions()
+        # A resumed persistent session still holds what an earlier connection subscribed.
+        for topic in sorted(self._subscribed - set(wanted)):
+            await client.unsubscribe(topic)
+            self._subscribed.discard(topic)
+        for topic in wanted:
+            if topic in self._subscribed and not fresh:
+                continue
+            if self._settings.protocol == "5":
+                # Retain-as-published: a retained command is recognisable even when delivered live.
+                await client.subscribe(topic, options=SubscribeOptions(qos=1, retainAsPublished=True))
+            else:
+                await client.subscribe(topic, qos=1)
+            self._subscribed.add(topic)
 
     def _drain_queue(self) -> None:
         while not self._queue.empty():
             self._queue.get_nowait()
 
-    async def _pump_out(self, client: aiomqtt.Client) -> None:
-        """Publish queued messages, several awaiting their acknowledgement at once.
+    async def _pump_out(self, client: aiomqtt.Client, replay: deque[Outgoing]) -> None:
+        """Publish `replay`, then queued messages, several awaiting their acknowledgement at once.
 
         paho writes each publish to the socket when it is called, so order is kept; only the waits for
         PUBACKs overlap (one at a time, 200 devices' discovery configs would take half a minute).
@@ -200,7 +276,10 @@ class MqttSession:
         in_flight: set[asyncio.Task[None]] = set()
         try:
             while True:
-                message = await self._queue.get()
+                message = replay.popleft() if replay else await self._queue.get()
+                if isinstance(message, _Resubscribe):
+                    await self._sync_subscriptions(client)
+                    continue
                 await window.acquire()
                 task = asyncio.create_task(self._send(client, message), name="devolo_mqtt.mqtt.publish")
                 in_flight.add(task)
@@ -224,10 +303,20 @@ class MqttSession:
         async for message in client.messages:
             self.counters.received += 1
             honour_cancellation()
-            try:
-                self._hooks.on_message(message)
-            except Exception:  # a bad message must never end the session
-                log.exception("mqtt_message_failed", topic=str(message.topic))
+            if self._held is None:
+                self._handle(message)
+            elif len(self._held) < _MAX_HELD:
+                self._held.append(message)
+                if self._hooks.on_early_message is not None:
+                    self._hooks.on_early_message(message)
+            else:
+                self.counters.dropped += 1
+
+    def _handle(self, message: aiomqtt.Message) -> None:
+        try:
+            self._hooks.on_message(message)
+        except Exception:  # a bad message must never end the session
+            log.exception("mqtt_message_failed", topic=str(message.topic)[:200])
 
     async def _send(self, client: aiomqtt.Client, message: Outgoing) -> None:
         properties: Any = None
@@ -239,8 +328,42 @@ class MqttSession:
         )
         self.counters.published += 1
 
-    async def _farewell(self, client: aiomqtt.Client) -> None:
-        """Retained `offline` for every device, then for the bridge, then a clean disconnect."""
-        for message in [*self._hooks.farewell(), Outgoing(self._will_topic, b"offline", 1, True)]:
-            await client.publish(message.topic, message.payload, qos=message.qos, retain=message.retain)
-        log.info("mqtt_goodbye")
+    async def _leave(self, client: aiomqtt.Client) -> None:
+        """The farewell (bridge `offline` first, then every device), then a clean DISCONNECT.
+
+        If the farewell cannot finish in time (a hung broker), the connection is dropped without a
+        DISCONNECT instead, so the broker publishes the Will (`offline`). Never raises.
+        """
+        if self.abandoned:
+            return  # a clean DISCONNECT (on leaving the client's context) suppresses the Will: silence
+        try:
+            async with asyncio.timeout(_SHUTDOWN_SECONDS):
+                for message in [Outgoing(self._will_topic, b"offline", 1, True), *self._hooks.farewell()]:
+                    await client.publish(
+                        message.topic, message.payload, qos=message.qos, retain=message.retain
+                    )
+            log.info("mqtt_goodbye")
+        except (TimeoutError, aiomqtt.MqttError) as err:
+            log.warning("mqtt_goodbye_incomplete", error=str(err) or type(err).__name__)
+            _drop(client)
+
+
+def _drop(client: aiomqtt.Client) -> None:
+    """Close the connection without a DISCONNECT packet: to the broker it is a lost client (Will)."""
+    paho = client._client
+    sock = paho.socket()
+    if isinstance(sock, socket.socket):
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+    paho._sock_close()
+    if not client._disconnected.done():
+        client._disconnected.set_result(None)  # leaving the context then sends nothing more
+
+
+def _reason_code(err: BaseException) -> int | None:
+    """The MQTT reason code behind an aiomqtt error, if any."""
+    for candidate in (err, err.__cause__):
+        if isinstance(candidate, aiomqtt.MqttCodeError) and candidate.rc is not None:
+            rc = candidate.rc
+            return rc if isinstance(rc, int) else int(rc.value)
+    return None

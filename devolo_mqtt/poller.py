@@ -21,6 +21,7 @@ from devolo_mqtt.errors import (
     DeviceAuthError,
     DeviceProtocolError,
     DeviceUnavailableError,
+    DevoloMqttError,
     first_of,
     honour_cancellation,
 )
@@ -57,7 +58,6 @@ class Command:
     transaction: Json = None
     response_topic: str | None = None
     correlation: bytes | None = None
-    internal_refresh: tuple[str, ...] = ()
 
 
 @dataclass
@@ -85,6 +85,9 @@ class DeviceRuntime:
         clock: Callable[[], float],
     ) -> None:
         self.id = device_id
+        # Configured by address only: the id (its serial) is not known before the first connection, and
+        # nothing is published under a provisional id.
+        self.provisional = config is not None and config.topic_id is None and device_id.startswith("ip-")
         self.ip = ip
         self.config = config
         self._settings = settings
@@ -93,7 +96,6 @@ class DeviceRuntime:
         self._clock = clock
         self._client = client_factory(ip, settings.password_for(config))
         self.identity_: DeviceIdentity | None = None
-        self.discovered_serial: str | None = None  # what mDNS announced, before we connect
         self.online: bool | None = None
         self.overview_name = ""
         self.health = Health()
@@ -108,6 +110,8 @@ class DeviceRuntime:
         self._moved = asyncio.Event()
         self._locate_changed = asyncio.Event()
         self.commands: asyncio.Queue[Command] = asyncio.Queue(maxsize=100)
+        self._refresh_wanted: set[str] = set()
+        self._refresh_due = asyncio.Event()
         self._log = log.bind(device=device_id, ip=ip)
 
     # --- what capabilities read (capabilities.Target) ------------------------------------------------
@@ -116,13 +120,6 @@ class DeviceRuntime:
         """The device's identity (only read once connected)."""
         assert self.identity_ is not None
         return self.identity_
-
-    @property
-    def serial(self) -> str | None:
-        """The serial, once known (from the connection, else from the configuration)."""
-        if self.identity_ is not None:
-            return self.identity_.serial
-        return self.config.serial if self.config else None
 
     @property
     def client(self) -> DevoloClient:
@@ -165,6 +162,17 @@ class DeviceRuntime:
             return self.config.name
         return self.overview_name or (self.identity_.serial if self.identity_ else self.id)
 
+    def request_refresh(self, sources: tuple[str, ...] | None = None) -> None:
+        """Read these sources (all when None) soon; requests coalesce until the read starts."""
+        self._refresh_wanted.update(sources or (s.name for s in capabilities.SOURCES))
+        self._refresh_due.set()
+
+    def renamed(self, device_id: str) -> None:
+        """The id became final (a device configured by address only): log under it from now on."""
+        self.id, self.provisional = device_id, False
+        self._log = log.bind(device=device_id, ip=self.ip)
+        structlog.contextvars.bind_contextvars(device=device_id)
+
     async def refresh(self, sources: tuple[str, ...] | None = None) -> None:
         """Read sources now (all of them when None) and publish the result."""
         if self.identity_ is None:
@@ -180,6 +188,7 @@ class DeviceRuntime:
         structlog.contextvars.bind_contextvars(device=self.id)
         async with asyncio.TaskGroup() as group:
             group.create_task(self._command_worker(), name=f"devolo_mqtt[{self.id}].commands")
+            group.create_task(self._refresh_worker(), name=f"devolo_mqtt[{self.id}].refresh")
             group.create_task(self._lifecycle(), name=f"devolo_mqtt[{self.id}].lifecycle")
 
     def move(self, ip: str) -> None:
@@ -231,14 +240,14 @@ class DeviceRuntime:
         known = self.identity_ is not None
         self.identity_ = identity
         self._firmware_seen = identity.firmware
-        self._log.info(
-            "device_connected" if not known else "device_reconnected",
+        self._hooks.device_identified(self)  # may rename (or refuse) the device: before anything else
+        (self._log.info if known else self._log.debug)(
+            "device_reconnected" if known else "device_connected",
             serial=identity.serial,
             product=identity.product,
             firmware=identity.firmware,
         )
         self._set_online(True)
-        self._hooks.device_identified(self)
 
     async def _sleep_or_moved(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -299,7 +308,20 @@ class DeviceRuntime:
     async def _command_worker(self) -> None:
         while True:
             command = await self.commands.get()
+            structlog.contextvars.bind_contextvars(device=self.id)
             await self._hooks.execute(self, command)
+            honour_cancellation()
+
+    async def _refresh_worker(self) -> None:
+        while True:
+            await self._refresh_due.wait()
+            self._refresh_due.clear()
+            wanted, self._refresh_wanted = self._refresh_wanted, set()
+            structlog.contextvars.bind_contextvars(device=self.id)
+            try:
+                await self.refresh(tuple(sorted(wanted)))
+            except DevoloMqttError as err:
+                self._log.info("refresh_failed", error=str(err))
             honour_cancellation()
 
     # --- state and transitions -----------------------------------------------------------------------
@@ -317,8 +339,7 @@ class DeviceRuntime:
             self._firmware_seen = self.firmware
             self._data.pop("firmware", None)  # a new firmware makes the last update check stale
             self._log.info("firmware_changed", firmware=self.firmware)
-            with contextlib.suppress(asyncio.QueueFull):
-                self.commands.put_nowait(Command({}, internal_refresh=("firmware",)))
+            self.request_refresh(("firmware",))
         state = self.current_state()
         previous = self._published.last or {}
         if self._published.should_publish(state, force=force):
@@ -343,12 +364,16 @@ class DeviceRuntime:
         if online:
             if before is False:
                 self._log.info("device_recovered")
-            self._hooks.event("device_online", {"device": self.id})
         else:
             expected = self.config is not None and self.config.standby_expected
             (self._log.info if expected else self._log.warning)(
                 "device_unavailable", reason=reason, standby_expected=expected
             )
+        if self.provisional:
+            return  # nothing is published under an id that is not final
+        if online:
+            self._hooks.event("device_online", {"device": self.id})
+        else:
             self._hooks.event("device_offline", {"device": self.id, "reason": reason})
         self._hooks.device_availability(self)
 

@@ -26,8 +26,8 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from devolo_mqtt.errors import ConfigError
 from devolo_mqtt.mac import normalise_mac
+from devolo_mqtt.topics import device_id_problem
 
-_TOPIC_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # A topic prefix: no wildcards, no whitespace, no NUL (MQTT forbids U+0000 in topics), bounded length.
 _TOPIC_PREFIX = r"^[^#+\s\x00]+$"
 _TOPIC_PREFIX_MAX = 128
@@ -107,8 +107,8 @@ class DeviceConfig(_Section):
     @field_validator("id")
     @classmethod
     def _topic_id(cls, value: str | None) -> str | None:
-        if value is not None and not _TOPIC_ID.match(value):
-            raise ValueError("id may hold letters, digits, '_' and '-' only (it becomes an MQTT topic level)")
+        if value is not None and (problem := device_id_problem(value)):
+            raise ValueError(problem)
         return value
 
     @model_validator(mode="after")

@@ -2,7 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+# Top-level names under the base topic that belong to the bridge, never to a device.
+RESERVED_IDS = frozenset({"bridge", "network", "wifi"})
+_DEVICE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_MAX_RESPONSE_TOPIC = 1024
+
+
+def device_id_problem(device_id: str) -> str | None:
+    """Why an id (from the config, or a serial reported by a device) cannot be a topic level; None if OK."""
+    if not _DEVICE_ID.match(device_id):
+        return "an id may hold 1-64 letters, digits, '_' and '-' only (it becomes an MQTT topic level)"
+    if device_id.lower() in RESERVED_IDS:
+        return f"{device_id!r} is reserved for the bridge's own topics"
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +55,11 @@ class Topics:
         return f"{self.base}/bridge/event"
 
     @property
+    def bridge_instance(self) -> str:
+        """Live hellos between bridge runs (one bridge per base topic)."""
+        return f"{self.base}/bridge/instance"
+
+    @property
     def bridge_requests(self) -> str:
         """Subscription for bridge requests."""
         return f"{self.base}/bridge/request/#"
@@ -52,6 +72,19 @@ class Topics:
         """The `<op>` of a bridge request topic, or None."""
         prefix = f"{self.base}/bridge/request/"
         return topic.removeprefix(prefix) if topic.startswith(prefix) else None
+
+    def response_topic_problem(self, topic: str) -> str | None:
+        """Why an MQTT 5 response topic is refused (None if acceptable).
+
+        Answers never go into the bridge's own namespace (a response topic of a `/set`, a request or a
+        device's state would make the bridge command itself) nor into the discovery prefix.
+        """
+        if not topic or len(topic) > _MAX_RESPONSE_TOPIC or "\x00" in topic or "+" in topic or "#" in topic:
+            return "response topic must be a plain topic name"
+        for owned in (self.base, self.discovery_prefix, self.ha_status):
+            if topic == owned or topic.startswith(f"{owned}/"):
+                return f"response topic must be outside {owned!r}"
+        return None
 
     # --- devices -------------------------------------------------------------------------------------
     def state(self, device_id: str) -> str:

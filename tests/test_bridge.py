@@ -85,8 +85,14 @@ async def test_bridge_start_publishes_retained_state_per_model(
     for serial in MANAGEABLE:  # (retained flags are checked by a late subscriber in the next test)
         availability = probe.last(f"{base_topic}/{serial}/availability")
         assert availability is not None and availability.payload == b"online", serial
-    devices = await probe.wait_json(
-        f"{base_topic}/bridge/devices", lambda d: len(d) == 5 and all(x["online"] for x in d)
+    def manageable(inventory: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [x for x in inventory if x["manageable"]]
+
+    devices = manageable(
+        await probe.wait_json(
+            f"{base_topic}/bridge/devices",
+            lambda d: len(manageable(d)) == 5 and all(x["online"] for x in manageable(d)),
+        )
     )
     assert {d["serial"] for d in devices} == set(MANAGEABLE)
     info = await probe.wait_json(f"{base_topic}/bridge/info", lambda i: "version" in i)
@@ -323,10 +329,10 @@ async def test_bridge_mqtt5_response_topic_and_correlation(
 
     await running(demo_scenario, start_emulator, start_bridge, probe, base_topic)
     properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-    properties.ResponseTopic = f"{base_topic}/replies/me"
+    properties.ResponseTopic = f"{base_topic}-replies/me"
     properties.CorrelationData = b"abc-123"
     async with aiomqtt.Client("127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5) as client:
-        await client.subscribe(f"{base_topic}/replies/me")
+        await client.subscribe(f"{base_topic}-replies/me")
         await client.publish(f"{base_topic}/{WIFI_NEXT}/set/leds", "OFF", properties=properties)
         async with asyncio.timeout(10):
             async for message in client.messages:
