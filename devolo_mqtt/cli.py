@@ -43,6 +43,10 @@ def _parser() -> argparse.ArgumentParser:
     emulate.add_argument("--scenario", type=Path, help="scenario YAML (default: the demo home)")
     emulate.add_argument("--count", type=int, help="serve N generated devices instead")
     emulate.add_argument(
+        "--address-base",
+        help="first loopback address of the devices (default 127.0.10.1; --count: 127.0.20.1)",
+    )
+    emulate.add_argument(
         "--interface", help="address of the interface for multicast (default: each device's)"
     )
     emulate.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second")
@@ -158,12 +162,13 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
     from devolo_mqtt.emulator.server import Emulator  # noqa: PLC0415
 
     log.configure("INFO")
+    base = {"address_base": args.address_base} if args.address_base else {}
     if args.scenario:
         scenario = load_scenario(args.scenario)
     elif args.count:
-        scenario = generated(args.count)
+        scenario = generated(args.count, **({"base": args.address_base} if args.address_base else {}))
     else:
-        scenario = demo_home()
+        scenario = demo_home(**base)
 
     async def serve() -> None:
         async with Emulator(scenario, interface=args.interface, speed=args.speed) as emulator:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import socket
 import tempfile
@@ -21,6 +22,7 @@ import aiomqtt
 
 from devolo_mqtt.app import Bridge
 from devolo_mqtt.emulator.builtin import DEMO_PASSWORD, demo_home
+from devolo_mqtt.emulator.scenario import Scenario
 from devolo_mqtt.emulator.server import Emulator
 from devolo_mqtt.errors import ConfigError
 from devolo_mqtt.settings import load_settings
@@ -57,6 +59,11 @@ async def _embedded_broker(stack: AsyncExitStack, port: int) -> None:
     stack.push_async_callback(broker.shutdown)
 
 
+def _block(scenario: Scenario) -> str:
+    """The /24 the scenario's devices live in."""
+    return str(ipaddress.IPv4Network(f"{scenario.address_base}/24", strict=False))
+
+
 def _parse_broker(value: str, default_port: int | None) -> tuple[str, int]:
     host, _, port = value.rpartition(":")
     if not host:
@@ -89,14 +96,16 @@ async def run_demo(
             await _embedded_broker(stack, port)
         else:
             (host, port), protocol = _parse_broker(broker, port), "5"
-        emulator = Emulator(demo_home(), speed=speed)
+        home = demo_home()
+        emulator = Emulator(home, speed=speed)
         await emulator.start()
         stack.push_async_callback(emulator.close)
         data = stack.enter_context(tempfile.TemporaryDirectory(prefix="devolo-mqtt-demo-"))
         settings = load_settings(
             None,
             mqtt={"host": host, "port": port, "protocol": protocol, "client_id": "devolo-mqtt-demo"},
-            discovery={"interfaces": ["127.0.0.1"]},
+            # Only the demo's own devices (not a test run's, nor another emulator's on this machine).
+            discovery={"interfaces": ["127.0.0.1"], "networks": [_block(home)]},
             device_password=DEMO_PASSWORD,
             devices=DEMO_ADAPTERS,
             polling={"state": 10, "wifi": 5, "network": 30},

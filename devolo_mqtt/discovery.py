@@ -101,8 +101,8 @@ class Discovery:
 
 async def scan(zeroconf: AsyncZeroconf, seconds: float) -> list[Found]:
     """One-shot scan (the `discover` command): every device that answers within `seconds`."""
-    results: dict[str, Found] = {}
-    discovery = Discovery(zeroconf, lambda f: results.__setitem__(f.serial, f), lambda _: None)
+    results: dict[tuple[str, str], Found] = {}
+    discovery = Discovery(zeroconf, lambda f: results.__setitem__((f.serial, f.ip), f), lambda _: None)
     task = asyncio.create_task(discovery.run())
     await asyncio.sleep(seconds)
     task.cancel()

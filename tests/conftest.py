@@ -22,7 +22,7 @@ from devolo_mqtt.emulator.scenario import Scenario, parse_scenario
 from devolo_mqtt.emulator.server import Emulator
 from devolo_mqtt.emulator.world import Fault
 from devolo_mqtt.settings import Settings, load_settings
-from tests.helpers import Broker, Probe, address_block, unique_base
+from tests.helpers import Broker, Probe, address_block, new_test, own_networks, unique_base
 
 StartEmulator = Callable[..., Awaitable[Emulator]]
 StartBridge = Callable[..., Awaitable[Bridge]]
@@ -35,6 +35,12 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     instance.start()
     yield instance
     instance.stop()
+
+
+@pytest.fixture(autouse=True)
+def own_addresses() -> None:
+    """Each test's bridges adopt only the emulated devices of that test (see `own_networks`)."""
+    new_test()
 
 
 @pytest.fixture(autouse=True)
@@ -115,7 +121,8 @@ def bridge_settings(broker: Broker, base_topic: str, **overrides: Any) -> Settin
             "reconnect_max": 1.0,
             "client_id": f"bridge-{base_topic}",
         },
-        "discovery": {"interfaces": ["127.0.0.1"]},
+        # Loopback only, and only this run's addresses: a demo or real adapters elsewhere stay out.
+        "discovery": {"interfaces": ["127.0.0.1"], "networks": own_networks()},
         "polling": {"state": 1, "request_timeout": 2, "connect_timeout": 8, "heartbeat": 300},
         "homeassistant": {"discovery_prefix": f"{base_topic}ha", "stale_grace": 2},
         "device_password": "demo-secret",

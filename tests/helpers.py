@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import random
 import shutil
 import socket
 import subprocess
@@ -20,13 +21,28 @@ from typing import Any
 
 import aiomqtt
 
-_BLOCKS = itertools.count(1)
+# Inside 127.64.0.0/10, from a random start: two test runs at once, or the demo (127.0.x.x), never
+# share an address; and each test's bridges adopt only the blocks handed out to that test.
+_BLOCKS = itertools.count(random.randrange(1, 12_000))
+_HANDED_OUT: list[str] = []
 
 
 def address_block() -> str:
     """A fresh loopback /24 for one test's emulated devices (127.64.N.1 …)."""
     n = next(_BLOCKS)
-    return f"127.{64 + n // 250}.{n % 250}.1"
+    block = f"127.{64 + n // 250}.{n % 250}.1"
+    _HANDED_OUT.append(block)
+    return block
+
+
+def new_test() -> None:
+    """A test starts: it owns no address block yet."""
+    _HANDED_OUT.clear()
+
+
+def own_networks() -> list[str]:
+    """The networks of the current test's address blocks: all that its bridges may adopt over mDNS."""
+    return [f"{block.rsplit('.', 1)[0]}.0/24" for block in _HANDED_OUT] or ["127.64.0.0/10"]
 
 
 def free_port() -> int:
@@ -170,3 +186,75 @@ async def running(bridge: Any) -> AsyncIterator[Any]:
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+class Proxy:
+    """A TCP relay to the broker that a test can cut (the network is gone) or freeze (the broker hangs)."""
+
+    def __init__(self, target_port: int) -> None:
+        self.port = free_port()
+        self._target = target_port
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.accepting = True
+        self.frozen = False  # data is swallowed both ways, connections stay open
+
+    async def start(self) -> None:
+        """Listen on `port`."""
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+
+    async def close(self) -> None:
+        """Stop listening and drop every relayed connection."""
+        self.cut()
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def cut(self) -> None:
+        """Drop every connection (to the broker: a lost client) and refuse new ones until `restore`."""
+        self.accepting = False
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+
+    def restore(self) -> None:
+        """Accept connections again."""
+        self.accepting = True
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self.accepting:
+            writer.transport.abort()
+            return
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._target)
+        self._writers |= {writer, up_writer}
+        for source, sink in ((reader, up_writer), (up_reader, writer)):
+            task = asyncio.create_task(self._copy(source, sink))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _copy(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        try:
+            while data := await source.read(65536):
+                if not self.frozen:
+                    sink.write(data)
+                    await sink.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            sink.transport.abort()  # the other side sees the connection end, with no goodbye
+            self._writers.discard(sink)
+
+
+async def retained(port: int, topic: str, within: float = 2.0) -> bytes | None:
+    """What a fresh subscriber gets as the retained message of `topic` (None: nothing retained)."""
+    async with aiomqtt.Client("127.0.0.1", port) as client:
+        await client.subscribe(topic)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within):
+                async for message in client.messages:
+                    if message.retain:
+                        return bytes(message.payload) if isinstance(message.payload, bytes) else b""
+    return None

@@ -85,6 +85,7 @@ async def test_bridge_start_publishes_retained_state_per_model(
     for serial in MANAGEABLE:  # (retained flags are checked by a late subscriber in the next test)
         availability = probe.last(f"{base_topic}/{serial}/availability")
         assert availability is not None and availability.payload == b"online", serial
+
     def manageable(inventory: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [x for x in inventory if x["manageable"]]
 

@@ -18,7 +18,7 @@ from zeroconf.asyncio import AsyncZeroconf
 from devolo_mqtt.app import Bridge
 from devolo_mqtt.emulator.builtin import generated
 from tests.conftest import bridge_settings
-from tests.helpers import Broker, Probe
+from tests.helpers import Broker, Probe, address_block
 
 COUNT = 200
 
@@ -34,7 +34,7 @@ async def test_scale_one_emulator_serves_200_devices(
     library: tuple[AsyncZeroconf, httpx.AsyncClient], capsys: pytest.CaptureFixture[str]
 ) -> None:
     """200 devices in one process answer the unmodified library; figures go to the test output."""
-    scenario = generated(COUNT)
+    scenario = generated(COUNT, base=address_block())
     began = time.monotonic()
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -43,6 +43,8 @@ async def test_scale_one_emulator_serves_200_devices(
         "emulate",
         "--count",
         str(COUNT),
+        "--address-base",
+        str(scenario.addresses()[min(scenario.addresses())]),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
     )
@@ -78,6 +80,7 @@ async def test_scale_bridge_serves_200_devices(
     broker: Broker, base_topic: str, probe: Probe, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The bridge brings 200 emulated devices online and polls them; CPU and memory are printed."""
+    base = address_block()
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -87,6 +90,8 @@ async def test_scale_bridge_serves_200_devices(
         str(COUNT),
         "--speed",
         "0",
+        "--address-base",
+        base,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
     )
@@ -97,7 +102,7 @@ async def test_scale_bridge_serves_200_devices(
             await asyncio.wait_for(process.stdout.readline(), 30)
         began = time.monotonic()
         task = asyncio.create_task(bridge.run())
-        serials = set(generated(COUNT).addresses())
+        serials = set(generated(COUNT, base=base).addresses())
         for serial in sorted(serials):
             await probe.wait_for(
                 f"{base_topic}/{serial}/availability", lambda m: m.payload == b"online", within=120

@@ -40,8 +40,11 @@ def service_infos(device: EmulatedDevice, port: int) -> list[ServiceInfo]:
     """The services a device announces, with TXT records as real devices send them."""
     assert device.ip is not None
     product = device.product
-    instance = f"{product.product} {device.serial}"
-    server = f"devolo-{device.serial}.local."
+    # Names carry the address too: two emulators serving the same scenario (the demo and a test run)
+    # must not merge each other's records in a shared mDNS cache.
+    where = device.ip.replace(".", "-")
+    instance = f"{product.product} {device.serial} {where}"
+    server = f"devolo-{device.serial}-{where}.local."
     address = [socket.inet_aton(device.ip)]
     deviceapi = {
         "Path": f"{api_path(device.serial)}/deviceapi",
@@ -50,7 +53,7 @@ def service_infos(device: EmulatedDevice, port: int) -> list[ServiceInfo]:
         "Product": product.product,
         "Features": ",".join(product.features),
         "MT": product.mt,
-        "SN": device.serial,
+        "SN": device.spec.announce_serial or device.serial,
         "FirmwareVersion": device.firmware,
         "FirmwareDate": device.firmware_date,
         "PS": "0x03",

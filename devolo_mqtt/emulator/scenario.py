@@ -48,6 +48,8 @@ class DeviceSpec(_Strict):
     guest_ssid: str = "devolo-guest-930"
     guest_key: str = "HMANPGBA"
     restart_seconds: Annotated[float, Field(ge=0)] = 20.0
+    # What the device announces as its serial (mDNS `SN`) instead: a broken or hostile device.
+    announce_serial: Annotated[str, Field(min_length=1, max_length=200)] | None = None
 
     @field_validator("model")
     @classmethod
