@@ -126,7 +126,9 @@ class Bridge:
             ),
             client_id=client_id,
         )
-        self.instance.answer = lambda hello: self.mqtt.publish(self.topics.bridge_instance, hello, qos=1)
+        self.instance.answer = lambda hello: self.mqtt.publish(
+            self.topics.bridge_instance, hello, qos=1, retain=True
+        )
 
     # --- running -------------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -407,15 +409,17 @@ class Bridge:
     def _nodes(self) -> list[Node]:
         return [*self.runtimes.values(), *self.adapters.values()]
 
-    def _on_early_message(self, message: aiomqtt.Message) -> None:
-        if str(message.topic) == self.topics.bridge_instance:
-            self.instance.heard(as_bytes(message.payload), live=False)
+    def _on_early_message(self, message: aiomqtt.Message) -> bool:
+        if str(message.topic) != self.topics.bridge_instance:
+            return False  # held until the session is up
+        self.instance.heard(as_bytes(message.payload))
+        return True
 
     def _on_message(self, message: aiomqtt.Message) -> None:
         topic = str(message.topic)
         payload = as_bytes(message.payload)
         if topic == self.topics.bridge_instance:
-            self.instance.heard(payload, live=True)
+            self.instance.heard(payload)
         elif topic == self.topics.ha_status:
             if payload.strip().lower() == b"online" and not self._ha_republish_pending:
                 self._ha_republish_pending = True  # a burst of `online` is one re-publish

@@ -1,10 +1,17 @@
 """One bridge per base topic. Two instances on the same topics take each other's session, flip
-`bridge/state` and run every command twice; this notices and stops the newer one.
+`bridge/state` and run every command twice; this notices and stops one of them (exit code 3).
 
-Each run says hello (non-retained) on `<base>/bridge/instance` when it connects, after subscribing to it,
-and listens before publishing anything else. Whoever hears a hello from an older run stops; whoever hears
-a newer one answers with its own hello, so the newcomer learns of it. A crashed run says nothing, so it
-can never block a new one.
+Each run publishes a retained hello on `<base>/bridge/instance` whenever it connects, after subscribing
+to that topic, and listens until its own hello comes back before publishing anything else. What arrives
+before that echo is the hello stored earlier; what arrives after it is live.
+
+- A live hello from another run: both are connected at once (different client ids). The older run
+  answers with its own hello; the newer one stops.
+- A stored hello from another run when reconnecting: another run connected while this one was away.
+  With the same client id the two can never be connected together (each connection takes the other's
+  session), so this is the only trace; the run that finds it stops.
+- A stored hello of another run at the first connection is the previous run's (stopped or crashed):
+  never an obstacle.
 """
 
 from __future__ import annotations
@@ -47,63 +54,66 @@ class InstanceGuard:
         self._base_topic = base_topic
         self._listen = listen
         self.me = Hello(time.time(), uuid.uuid4().hex, socket.gethostname())
-        self._checked = False
-        self._answer_due = False
-        self._older_run: asyncio.Future[Hello] | None = None
-        self.cleared = asyncio.Event()  # no older run answered the first hello: this run may work
-        self.answer: Callable[[bytes], None] = lambda _: None  # set by the bridge: publish a live hello
+        self._connections = 0
+        self._echoed: asyncio.Event | None = None  # set when our own hello came back
+        self._stored: Hello | None = None  # another run's hello that was there before ours
+        self._conflict: asyncio.Future[DuplicateInstanceError] | None = None
+        self.cleared = asyncio.Event()  # the first check passed: this run may work
+        self.answer: Callable[[bytes], None] = lambda _: None  # set by the bridge: publish our hello
 
-    @property
-    def _older(self) -> asyncio.Future[Hello]:
-        """Resolves with the first older run heard (created on first use, inside the event loop)."""
-        if self._older_run is None:
-            self._older_run = asyncio.get_running_loop().create_future()
-        return self._older_run
+    def _future(self) -> asyncio.Future[DuplicateInstanceError]:
+        if self._conflict is None:
+            self._conflict = asyncio.get_running_loop().create_future()
+        return self._conflict
 
     async def check(self, send: Send) -> None:
-        """Say hello; on the first connection, listen a moment before anything else is published."""
+        """On every connection: say hello and listen until it echoes; raise if another run is active."""
+        self._connections += 1
+        self._echoed, self._stored = asyncio.Event(), None
         await send(self.topic, self.me.payload())
-        if not self._checked:
-            self._checked = True
-            try:
-                async with asyncio.timeout(self._listen):
-                    await asyncio.shield(self._older)
-            except TimeoutError:
-                pass
-        if self._older.done():
-            raise self._error(self._older.result())
+        conflict = self._future()
+        try:
+            async with asyncio.timeout(self._listen):
+                await self._echoed.wait()
+                if self._connections == 1:  # the first time, give a running bridge time to answer
+                    await asyncio.shield(conflict)
+        except TimeoutError:
+            pass
+        if self._connections > 1 and self._stored is not None and not conflict.done():
+            conflict.set_result(self._error(self._stored, "connected while this bridge was away"))
+        if conflict.done():
+            raise conflict.result()
         self.cleared.set()
-        if self._answer_due:  # a newer run spoke while we listened: make sure it hears us
-            self._answer_due = False
-            await send(self.topic, self.me.payload())
 
-    def heard(self, payload: bytes, *, live: bool) -> None:
+    def heard(self, payload: bytes) -> None:
         """A hello on the instance topic (ours included)."""
         try:
             data = decode_json(payload, max_bytes=1024)
             other = Hello(float(data["started"]), str(data["run_id"]), str(data.get("host", ""))[:100])
         except (BadPayload, KeyError, TypeError, ValueError):
-            return  # not a hello of ours: ignore
+            return  # not a hello (or an emptied topic): ignore
         if other.run_id == self.me.run_id:
+            if self._echoed is not None:
+                self._echoed.set()
+            return
+        if self._echoed is not None and not self._echoed.is_set():
+            self._stored = other  # there before our hello: the last run that connected
             return
         if other < self.me:
-            if not self._older.done():
-                self._older.set_result(other)
+            if not self._future().done():
+                self._future().set_result(self._error(other, "is older"))
             return
         log.warning("duplicate_instance_refused", other_host=other.host, other_run=other.run_id)
-        if live:
-            self.answer(self.me.payload())
-        else:
-            self._answer_due = True
+        self.answer(self.me.payload())  # it must hear of us to stop
 
     async def watch(self) -> None:
-        """Return never; raise DuplicateInstanceError once an older run is heard."""
-        raise self._error(await asyncio.shield(self._older))
+        """Never return; raise DuplicateInstanceError once another active run is known."""
+        raise await asyncio.shield(self._future())
 
-    def _error(self, other: Hello) -> DuplicateInstanceError:
+    def _error(self, other: Hello, why: str) -> DuplicateInstanceError:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(other.started))
         return DuplicateInstanceError(
-            f"another devolo-mqtt bridge already runs on base topic {self._base_topic!r} "
-            f"(host {other.host or '?'}, started {started}): stop it, or give each bridge its own "
-            "mqtt.base_topic and mqtt.instance_id"
+            f"another devolo-mqtt bridge (host {other.host or '?'}, started {started}) {why} on base topic "
+            f"{self._base_topic!r}: stop one of them, or give each bridge its own mqtt.base_topic and "
+            "mqtt.instance_id"
         )

@@ -33,7 +33,7 @@ _MAX_HELD = 10_000  # messages held while the session starts
 _SESSION_TAKEN_OVER = 142  # MQTT 5 DISCONNECT reason: another client connected with our client id
 
 
-Send = Callable[[str, bytes], Awaitable[None]]  # publish directly (QoS 1), before the session is up
+Send = Callable[[str, bytes], Awaitable[None]]  # publish directly (QoS 1, retained) before the session is up
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,9 +75,10 @@ class SessionHooks:
     farewell: Callable[[], list[Outgoing]]
     subscriptions: Callable[[], list[str]] = field(default=list)
     # Awaited after subscribing and before `on_connect` (the instance check listens there first);
-    # meanwhile incoming messages go to `on_early_message` and are held for `on_message` until after.
+    # meanwhile incoming messages go to `on_early_message` and, unless it consumed them (True), are held
+    # for `on_message` until after.
     before_publishing: Callable[[Send], Coroutine[Any, Any, None]] | None = None
-    on_early_message: Callable[[aiomqtt.Message], None] | None = None
+    on_early_message: Callable[[aiomqtt.Message], bool] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +230,7 @@ class MqttSession:
         if self._hooks.before_publishing is not None:
 
             async def send(topic: str, payload: bytes) -> None:
-                await client.publish(topic, payload, qos=1)
+                await client.publish(topic, payload, qos=1, retain=True)
 
             await self._hooks.before_publishing(send)
         # Everything retained goes out again: the broker may have lost it, or it changed meanwhile.
@@ -303,12 +304,13 @@ class MqttSession:
         async for message in client.messages:
             self.counters.received += 1
             honour_cancellation()
+            early = self._hooks.on_early_message
             if self._held is None:
                 self._handle(message)
+            elif early is not None and early(message):
+                pass
             elif len(self._held) < _MAX_HELD:
                 self._held.append(message)
-                if self._hooks.on_early_message is not None:
-                    self._hooks.on_early_message(message)
             else:
                 self.counters.dropped += 1
 

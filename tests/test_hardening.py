@@ -5,17 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 import pytest
+import yaml
 
 from devolo_mqtt.app import Bridge
 from devolo_mqtt.emulator.scenario import Scenario, parse_scenario
+from devolo_mqtt.errors import DuplicateInstanceError
 from tests.conftest import StartEmulator, bridge_settings
-from tests.helpers import Broker, Probe, Proxy, address_block, retained
+from tests.helpers import Broker, Probe, Proxy, address_block, own_networks, retained
 
 ROUTER, WIFI_NEXT = "1000000000000001", "1000000000000002"
 CLI = [sys.executable, "-m", "devolo_mqtt"]
@@ -132,3 +137,300 @@ async def test_hardening_device_with_unsafe_serial_is_refused_once(
     finally:
         assert await stop(task) is None
     assert await retained(broker.port, f"{base_topic}/bridge/state") == b"offline"
+
+
+# --- shutdown always leaves `offline` ---------------------------------------------------------------
+async def test_hardening_stop_right_after_a_reconnect_leaves_offline(
+    demo_scenario: Scenario,
+    start_emulator: StartEmulator,
+    broker: Broker,
+    probe: Probe,
+    base_topic: str,
+    tmp_path: Path,
+) -> None:
+    """Stopped while re-subscribing or replaying after a reconnect: the last word is `offline`."""
+    await start_emulator(demo_scenario)
+    for delay in (0.0, 0.02, 0.1):
+        async with proxy_to(broker) as relay:
+            settings = bridge_settings(broker, base_topic, data_dir=str(tmp_path), mqtt={"port": relay.port})
+            task = asyncio.create_task(Bridge(settings).run())
+            await probe.wait_for(f"{base_topic}/{WIFI_NEXT}/availability", lambda m: m.payload == b"online")
+            relay.cut()  # the network goes; the broker sends the Will
+            await probe.wait_for(f"{base_topic}/bridge/state", lambda m: m.payload == b"offline")
+            mark = asyncio.get_running_loop().time()
+            relay.restore()
+            await probe.wait_for(f"{base_topic}/bridge/state", lambda m: m.payload == b"online", after=mark)
+            await asyncio.sleep(delay)  # stop at once, or in the middle of the replay
+            assert await stop(task) is None, delay
+        assert await retained(broker.port, f"{base_topic}/bridge/state") == b"offline", delay
+
+
+async def test_hardening_sigterm_with_a_hung_broker_exits_0_and_the_will_says_offline(
+    demo_scenario: Scenario, start_emulator: StartEmulator, broker: Broker, base_topic: str, tmp_path: Path
+) -> None:
+    """A hung broker: the farewell cannot finish, the connection is dropped (Will); exit 0."""
+    await start_emulator(demo_scenario)
+    async with proxy_to(broker) as relay:
+        config = _cli_config(broker, base_topic, tmp_path, port=relay.port)
+        process = await asyncio.create_subprocess_exec(
+            *CLI, "run", "--config", str(config), stderr=asyncio.subprocess.PIPE
+        )
+        try:
+            async with aiomqtt.Client("127.0.0.1", broker.port) as watcher:
+                await watcher.subscribe(f"{base_topic}/{WIFI_NEXT}/availability")
+                async with asyncio.timeout(30):
+                    async for message in watcher.messages:
+                        if message.payload == b"online":
+                            break
+            relay.frozen = True
+            process.send_signal(signal.SIGTERM)
+            _, stderr = await asyncio.wait_for(process.communicate(), 15)
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+        assert process.returncode == 0, stderr.decode()[-2000:]
+        assert b"mqtt_goodbye_incomplete" in stderr
+    assert await retained(broker.port, f"{base_topic}/bridge/state") == b"offline"
+
+
+def _cli_config(
+    broker: Broker, base_topic: str, tmp_path: Path, *, port: int | None = None, **extra: Any
+) -> Path:
+    config: dict[str, Any] = {
+        "mqtt": {
+            "host": "127.0.0.1",
+            "port": port or broker.port,
+            "base_topic": base_topic,
+            "reconnect_min": 0.2,
+            "reconnect_max": 1.0,
+        },
+        "discovery": {"interfaces": ["127.0.0.1"], "networks": own_networks()},
+        "polling": {"state": 1, "request_timeout": 3},
+        "homeassistant": {"discovery_prefix": f"{base_topic}ha"},
+        "device_password": "demo-secret",
+        "logging": {"level": "INFO", "format": "json"},
+        "data_dir": str(tmp_path / "data"),
+        **extra,
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+# --- commands survive a short outage ------------------------------------------------------------------
+async def test_hardening_command_sent_during_an_outage_runs_once_after_reconnect(
+    demo_scenario: Scenario,
+    start_emulator: StartEmulator,
+    broker: Broker,
+    probe: Probe,
+    base_topic: str,
+    tmp_path: Path,
+) -> None:
+    """A QoS 1 command published while the bridge is away is kept by the broker and answered once."""
+    emulator = await start_emulator(demo_scenario)
+    async with proxy_to(broker) as relay:
+        settings = bridge_settings(broker, base_topic, data_dir=str(tmp_path), mqtt={"port": relay.port})
+        task = asyncio.create_task(Bridge(settings).run())
+        try:
+            await probe.wait_json(f"{base_topic}/{WIFI_NEXT}", lambda s: s.get("leds") == "ON")
+            relay.cut()
+            await probe.wait_for(f"{base_topic}/bridge/state", lambda m: m.payload == b"offline")
+            await publish(broker.port, f"{base_topic}/{WIFI_NEXT}/set/leds", "OFF", qos=1)
+            await asyncio.sleep(0.5)
+            assert emulator.device(WIFI_NEXT).leds is True  # nobody executed it yet
+            relay.restore()
+            result = await probe.wait_json(f"{base_topic}/{WIFI_NEXT}/set/result", lambda r: True)
+            assert result["status"] == "ok" and result["state"] == {"leds": "OFF"}
+            assert emulator.device(WIFI_NEXT).leds is False
+            await asyncio.sleep(1.0)
+            assert len(probe.on(f"{base_topic}/{WIFI_NEXT}/set/result")) == 1  # exactly once
+        finally:
+            assert await stop(task) is None
+
+
+async def test_hardening_command_older_than_the_session_expiry_never_runs(
+    demo_scenario: Scenario,
+    start_emulator: StartEmulator,
+    broker: Broker,
+    probe: Probe,
+    base_topic: str,
+    tmp_path: Path,
+) -> None:
+    """No ghost switching: a command that waited longer than `session_expiry` is not executed late."""
+    emulator = await start_emulator(demo_scenario)
+    async with proxy_to(broker) as relay:
+        settings = bridge_settings(
+            broker, base_topic, data_dir=str(tmp_path), mqtt={"port": relay.port, "session_expiry": 1}
+        )
+        task = asyncio.create_task(Bridge(settings).run())
+        try:
+            await probe.wait_json(f"{base_topic}/{WIFI_NEXT}", lambda s: s.get("leds") == "ON")
+            relay.cut()
+            await probe.wait_for(f"{base_topic}/bridge/state", lambda m: m.payload == b"offline")
+            await publish(broker.port, f"{base_topic}/{WIFI_NEXT}/set/leds", "OFF", qos=1)
+            await asyncio.sleep(2.5)  # the broker's clock: the session expires after 1 s
+            mark = asyncio.get_running_loop().time()
+            relay.restore()
+            await probe.wait_for(f"{base_topic}/bridge/state", lambda m: m.payload == b"online", after=mark)
+            await asyncio.sleep(1.5)
+            assert not probe.on(f"{base_topic}/{WIFI_NEXT}/set/result")
+            assert emulator.device(WIFI_NEXT).leds is True
+        finally:
+            assert await stop(task) is None
+
+
+# --- one bridge per base topic ------------------------------------------------------------------------
+async def test_hardening_second_bridge_on_the_same_topics_stops_and_the_first_goes_on(
+    demo_scenario: Scenario,
+    start_emulator: StartEmulator,
+    broker: Broker,
+    probe: Probe,
+    base_topic: str,
+    tmp_path: Path,
+) -> None:
+    """Different client ids: the newer run stops with DuplicateInstanceError; commands still run once."""
+    emulator = await start_emulator(demo_scenario)
+    first = asyncio.create_task(
+        Bridge(bridge_settings(broker, base_topic, data_dir=str(tmp_path / "a"))).run()
+    )
+    try:
+        await probe.wait_for(f"{base_topic}/{WIFI_NEXT}/availability", lambda m: m.payload == b"online")
+        settings = bridge_settings(
+            broker, base_topic, data_dir=str(tmp_path / "b"), mqtt={"client_id": f"other-{base_topic}"}
+        )
+        with pytest.raises(DuplicateInstanceError, match="instance_id"):
+            await asyncio.wait_for(Bridge(settings).run(), 10)
+        assert not first.done()
+        assert await retained(broker.port, f"{base_topic}/bridge/state") == b"online"
+        await publish(broker.port, f"{base_topic}/{WIFI_NEXT}/set/leds", "OFF")
+        await probe.wait_json(f"{base_topic}/{WIFI_NEXT}/set/result", lambda r: r["status"] == "ok")
+        await asyncio.sleep(1.0)
+        assert len(probe.on(f"{base_topic}/{WIFI_NEXT}/set/result")) == 1
+        assert emulator.device(WIFI_NEXT).leds is False
+    finally:
+        assert await stop(first) is None
+
+
+async def test_hardening_same_client_id_taken_over_stops_the_other_run(
+    demo_scenario: Scenario,
+    start_emulator: StartEmulator,
+    broker: Broker,
+    probe: Probe,
+    base_topic: str,
+    tmp_path: Path,
+) -> None:
+    """Same configuration twice (same client id): the run whose session was taken over stops."""
+    await start_emulator(demo_scenario)
+    first = asyncio.create_task(
+        Bridge(bridge_settings(broker, base_topic, data_dir=str(tmp_path / "a"))).run()
+    )
+    await probe.wait_for(f"{base_topic}/{WIFI_NEXT}/availability", lambda m: m.payload == b"online")
+    second = asyncio.create_task(
+        Bridge(bridge_settings(broker, base_topic, data_dir=str(tmp_path / "b"))).run()
+    )
+    try:
+        done, _ = await asyncio.wait({first, second}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+        assert len(done) == 1
+        assert isinstance(next(iter(done)).exception(), DuplicateInstanceError)
+    finally:
+        for task in (first, second):
+            if not task.done():
+                assert await stop(task) is None
+
+
+async def test_hardening_cli_second_instance_exits_3_naming_the_setting(
+    demo_scenario: Scenario,
+    start_emulator: StartEmulator,
+    broker: Broker,
+    probe: Probe,
+    base_topic: str,
+    tmp_path: Path,
+) -> None:
+    """`devolo-mqtt run` next to a running bridge on the same base topic: exit code 3 and what to change."""
+    await start_emulator(demo_scenario)
+    first = asyncio.create_task(
+        Bridge(bridge_settings(broker, base_topic, data_dir=str(tmp_path / "a"))).run()
+    )
+    try:
+        await probe.wait_for(f"{base_topic}/bridge/state", lambda m: m.payload == b"online")
+        config = _cli_config(broker, base_topic, tmp_path)
+        process = await asyncio.create_subprocess_exec(
+            *CLI, "run", "--config", str(config), stderr=asyncio.subprocess.PIPE
+        )
+        _, stderr = await asyncio.wait_for(process.communicate(), 20)
+        assert process.returncode == 3
+        assert b"mqtt.instance_id" in stderr and b"base_topic" in stderr
+        assert not first.done()
+    finally:
+        assert await stop(first) is None
+
+
+# --- quiet logs ----------------------------------------------------------------------------------------
+async def test_hardening_start_with_many_devices_logs_a_handful_of_lines(
+    broker: Broker, base_topic: str, tmp_path: Path
+) -> None:
+    """30 devices: no `pending publish calls` warning, and only a few lines at INFO or above."""
+    block = address_block()
+    count = 30
+    emulator = await asyncio.create_subprocess_exec(
+        *CLI,
+        "emulate",
+        "--count",
+        str(count),
+        "--address-base",
+        block,
+        "--speed",
+        "0",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    assert emulator.stdout is not None
+    for _ in range(count):
+        await asyncio.wait_for(emulator.stdout.readline(), 30)
+    config = _cli_config(broker, base_topic, tmp_path)
+    bridge = await asyncio.create_subprocess_exec(
+        *CLI, "run", "--config", str(config), stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        async with aiomqtt.Client("127.0.0.1", broker.port) as watcher:
+            await watcher.subscribe(f"{base_topic}/+/availability")
+            online: set[str] = set()
+            async with asyncio.timeout(60):
+                async for message in watcher.messages:
+                    if message.payload == b"online":
+                        online.add(str(message.topic))
+                    if len(online) == count:
+                        break
+        await asyncio.sleep(2)
+        bridge.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.wait_for(bridge.communicate(), 20)
+    finally:
+        for process in (bridge, emulator):
+            if process.returncode is None:
+                process.terminate()
+                await process.wait()
+    lines = [json.loads(line) for line in stderr.decode().splitlines() if line.startswith("{")]
+    assert not [line for line in lines if "pending publish" in line["event"]]
+    loud = [line["event"] for line in lines if line["level"] != "debug"]
+    assert len(loud) <= 8, loud
+
+
+def test_hardening_emulate_with_stdin_from_dev_null_logs_no_error(tmp_path: Path) -> None:
+    """`devolo-mqtt emulate < /dev/null` serves quietly (no traceback for an unwatchable stdin)."""
+    import subprocess  # noqa: PLC0415
+
+    with subprocess.Popen(
+        [*CLI, "emulate", "--address-base", address_block()],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        assert process.stdout is not None
+        for _ in range(7):
+            assert process.stdout.readline()
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=20)
+    assert process.returncode == 0
+    assert "error" not in stderr.lower() and "Traceback" not in stderr
