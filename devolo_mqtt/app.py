@@ -312,7 +312,7 @@ class Bridge:
         self._publish_discovery(runtime)
         self._publish_inventory()
         if runtime.identity.supports(PLCNET):
-            self.networks.device_joined()
+            self.networks.device_joined(runtime)
 
     def _rename(self, runtime: DeviceRuntime, device_id: str) -> None:
         if runtime.id == device_id:

@@ -95,10 +95,15 @@ class NetworkMonitor:
         self._measured = measured
         self.networks: dict[str, _Network] = {}
         self.unmanaged: dict[str, Unmanaged] = {}
+        self._last: dict[str, tuple[PlcDevice, PlcView]] = {}  # per MAC, from the newest overview
         self._wake = asyncio.Event()
 
-    def device_joined(self) -> None:
-        """A manageable PLC device connected: look at networks nobody has measured yet, soon."""
+    def device_joined(self, runtime: DeviceRuntime) -> None:
+        """A manageable PLC device connected: it gets its network's last view now (not at the next
+        round); networks nobody has measured yet are looked at soon."""
+        if runtime.identity_ is not None and (last := self._last.get(runtime.identity_.mac or "")):
+            runtime.overview_name = last[0].name
+            runtime.feed(PLC, last[1])
         self._wake.set()
 
     async def run(self) -> None:
@@ -168,6 +173,7 @@ class NetworkMonitor:
         for device in overview.devices:
             links = {dst: measured.get((device.mac, dst)) for dst in network.links.get(device.mac, set())}
             view = PlcView(network_id, device.attached_to_router, len(macs), links, routers)
+            self._last[device.mac] = (device, view)
             if (runtime := runtimes.get(device.mac)) is not None:
                 runtime.overview_name = device.name
                 runtime.feed(PLC, view)
@@ -177,6 +183,7 @@ class NetworkMonitor:
                 self.unmanaged[device.mac] = Unmanaged(device, network_id)
         for mac in gone:
             self.unmanaged.pop(mac, None)
+            self._last.pop(mac, None)
             if (adapter := self._adapters.get(mac)) is not None:
                 adapter.seen(None, None)
         self._publish(network_id, self._matrix(network_id, overview, runtimes))

@@ -155,11 +155,11 @@ class WifiTracker:
             "wifi": station.wifi,
         }
         if not was_home:
-            log.info("wifi_connected", mac=details["mac"], ap=newest)
+            log.debug("wifi_connected", mac=details["mac"], ap=newest)
             self._out.event("wifi_connected", details)
             self._out.tracker_config(mac)
         elif old_ap != newest:
-            log.info("wifi_roamed", mac=details["mac"], from_ap=old_ap, to_ap=newest)
+            log.debug("wifi_roamed", mac=details["mac"], from_ap=old_ap, to_ap=newest)
             self._out.event("wifi_roamed", {**details, "from": old_ap, "to": newest})
         self._publish_presence(presence)
 
@@ -188,7 +188,7 @@ class WifiTracker:
                     "band": presence.band,
                     "wifi": presence.wifi,
                 }
-                log.info("wifi_disconnected", mac=details["mac"], ap=presence.ap)
+                log.debug("wifi_disconnected", mac=details["mac"], ap=presence.ap)
                 self._out.event("wifi_disconnected", details)
                 self._publish_presence(presence)
 

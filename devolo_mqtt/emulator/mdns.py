@@ -216,9 +216,15 @@ class MdnsResponder:
         answers, additional = answers_for(service_infos(device, self._port), incoming)
         if not answers:
             return
-        if addr[1] == MDNS_PORT:
+        legacy = addr[1] != MDNS_PORT
+        packets = encode(answers, additional, incoming, legacy)
+        self._send(device, packets, addr)
+        if not legacy:
             self._queriers.setdefault(device.serial, set()).add(addr)
-        self._send(device, encode(answers, additional, incoming, addr[1] != MDNS_PORT), addr)
+            # Several mDNS stacks on one host share port 5353 (SO_REUSEPORT), and the kernel hands a
+            # unicast reply to just one of them — not necessarily the querier's. A multicast copy
+            # (RFC 6762 §5.4 allows it for a QU question) reaches every stack, the querier's included.
+            self._send(device, packets, (MDNS_GROUP, MDNS_PORT))
 
     def _on_multicast(self, data: bytes, addr: tuple[str, int]) -> None:
         incoming = DNSIncoming(data)
