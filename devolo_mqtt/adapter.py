@@ -11,8 +11,7 @@ from typing import Any, Protocol
 import structlog
 
 from devolo_mqtt import capabilities
-from devolo_mqtt.capabilities import Json
-from devolo_mqtt.model import PLC, DeviceIdentity, PlcDevice, PlcView
+from devolo_mqtt.model import PLC, DeviceIdentity, Json, PlcDevice, PlcView
 from devolo_mqtt.settings import DeviceConfig
 from devolo_mqtt.state import ChangeFilter, iso
 

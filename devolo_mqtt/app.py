@@ -21,7 +21,6 @@ from zeroconf.asyncio import AsyncZeroconf
 
 from devolo_mqtt import __version__, bridge_requests, capabilities, commands, health, homeassistant, inventory
 from devolo_mqtt.adapter import AdapterRuntime
-from devolo_mqtt.capabilities import Json
 from devolo_mqtt.device import DevoloClient
 from devolo_mqtt.discovery import Discovery, Found
 from devolo_mqtt.errors import (
@@ -34,7 +33,7 @@ from devolo_mqtt.homeassistant import DiscoveryLedger, HaContext, HaDevice, HaLi
 from devolo_mqtt.inbound import as_bytes
 from devolo_mqtt.instance import InstanceGuard
 from devolo_mqtt.log import REDACTOR
-from devolo_mqtt.model import PLC, PLCNET, PlcView
+from devolo_mqtt.model import PLC, PLCNET, Json, PlcView
 from devolo_mqtt.mqtt import MqttSession, Outgoing, SessionHooks
 from devolo_mqtt.names import MacNames
 from devolo_mqtt.network import NetworkIds, NetworkMonitor

@@ -2,20 +2,36 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol
 
 import structlog
 
 from devolo_mqtt.errors import CommandError, DevoloMqttError
 from devolo_mqtt.inbound import BadPayload, decode_json
 from devolo_mqtt.mac import colon_mac, normalise_mac
+from devolo_mqtt.names import MacNames
+from devolo_mqtt.poller import DeviceRuntime
 from devolo_mqtt.settings import MAX_NAME
 
-if TYPE_CHECKING:
-    from devolo_mqtt.app import Bridge
 
-Handler = Callable[["Bridge", dict[str, Any]], Awaitable[dict[str, Any]]]
+class Bridge(Protocol):
+    """What requests may use (the composition root provides it; this module never imports it)."""
+
+    @property
+    def runtimes(self) -> Mapping[str, DeviceRuntime]: ...
+
+    @property
+    def names(self) -> MacNames: ...
+
+    def mac_renamed(self, mac: str) -> None: ...
+
+    def republish_discovery(self) -> int: ...
+
+    def purge_discovery(self) -> int: ...
+
+
+Handler = Callable[[Bridge, dict[str, Any]], Awaitable[dict[str, Any]]]
 log = structlog.get_logger("devolo_mqtt.requests")
 
 

@@ -10,15 +10,42 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from devolo_mqtt.device import DevoloClient
 from devolo_mqtt.errors import CommandError
-from devolo_mqtt.model import API, PLC, PLCNET, DeviceIdentity, FirmwareCheck, GuestWifi, PlcView
+from devolo_mqtt.model import (
+    API,
+    PLC,
+    PLCNET,
+    DeviceIdentity,
+    FirmwareCheck,
+    GuestWifi,
+    Json,
+    PlcView,
+    Station,
+)
 from devolo_mqtt.settings import PollingSettings
 
-Json = str | int | float | bool | None
 LOCATE_SECONDS = 120.0
 PLC_SOURCE = "plc"  # fed by the network monitor (one overview per network), not polled per device
 GUEST_MAX_MINUTES = 24 * 60
+
+
+class DeviceClient(Protocol):
+    """What the table reads and writes on a device (implemented by `device.DevoloClient`); a Protocol so
+    that the table stays free of I/O libraries."""
+
+    async def leds(self) -> bool: ...
+    async def uptime(self) -> int: ...
+    async def guest(self) -> GuestWifi: ...
+    async def firmware_check(self) -> FirmwareCheck: ...
+    async def stations(self) -> list[Station]: ...
+    async def neighbor_count(self) -> int: ...
+    async def set_leds(self, on: bool) -> None: ...
+    async def locate(self, on: bool) -> None: ...
+    async def set_guest(self, enable: bool, minutes: int) -> None: ...
+    async def restart(self) -> None: ...
+    async def pair(self) -> None: ...
+    async def wps(self) -> None: ...
+    async def install_update(self) -> None: ...
 
 
 class Readings(Protocol):
@@ -43,7 +70,7 @@ class Target(Readings, Protocol):
     """What a write may use: the client, plus the bridge-side memory it updates."""
 
     @property
-    def client(self) -> DevoloClient: ...
+    def client(self) -> DeviceClient: ...
 
     async def refresh(self, sources: tuple[str, ...] | None = None) -> None: ...
 
@@ -55,7 +82,7 @@ class Source:
     name: str
     feature: str
     interval: Callable[[PollingSettings], float]
-    read: Callable[[DevoloClient], Awaitable[Any]]
+    read: Callable[[DeviceClient], Awaitable[Any]]
     shared: bool = False  # one value across a WiFi mesh: a write refreshes every access point
 
 
@@ -169,7 +196,7 @@ async def _refresh(t: Target, _: None) -> None:
     await t.refresh(None)
 
 
-def _action(call: Callable[[DevoloClient], Awaitable[None]]) -> Callable[[Target, None], Awaitable[None]]:
+def _action(call: Callable[[DeviceClient], Awaitable[None]]) -> Callable[[Target, None], Awaitable[None]]:
     async def write(t: Target, _: None) -> None:
         await call(t.client)
 

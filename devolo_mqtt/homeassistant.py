@@ -12,9 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from devolo_mqtt import __version__
-from devolo_mqtt.capabilities import Capability, HaEntity, Json, link_keys
+from devolo_mqtt.capabilities import Capability, HaEntity, link_keys
 from devolo_mqtt.inbound import BadPayload, decode_json
 from devolo_mqtt.mac import colon_mac
+from devolo_mqtt.model import Json
 from devolo_mqtt.topics import Topics
 
 SUPPORT_URL = "https://github.com/devolo-mqtt/devolo-mqtt"

@@ -8,7 +8,7 @@ from typing import Any
 
 from devolo_mqtt import __version__
 from devolo_mqtt.adapter import AdapterRuntime
-from devolo_mqtt.capabilities import Json
+from devolo_mqtt.model import Json
 from devolo_mqtt.mqtt import Counters
 from devolo_mqtt.network import Unmanaged
 from devolo_mqtt.poller import DeviceRuntime

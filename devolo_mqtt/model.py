@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+Json = str | int | float | bool | None  # a scalar as published in JSON
+
 # Pseudo features, next to the devices' own Features flags:
 API = "api"  # a manageable device (it has the device API)
 PLCNET = "plcnet"  # it has the plcnet API (network overview, locate, pairing)

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import structlog
 
 from devolo_mqtt import capabilities
-from devolo_mqtt.capabilities import Json, Source
+from devolo_mqtt.capabilities import Source
 from devolo_mqtt.device import DevoloClient
 from devolo_mqtt.errors import (
     CommandError,
@@ -25,7 +25,7 @@ from devolo_mqtt.errors import (
     first_of,
     honour_cancellation,
 )
-from devolo_mqtt.model import DeviceIdentity
+from devolo_mqtt.model import DeviceIdentity, Json
 from devolo_mqtt.settings import DeviceConfig, Settings
 from devolo_mqtt.state import ChangeFilter, iso, utc_now
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from devolo_mqtt.capabilities import Json
+from devolo_mqtt.model import Json
 
 
 class ChangeFilter:

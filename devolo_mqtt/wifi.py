@@ -17,9 +17,8 @@ from typing import Any
 import aiooui
 import structlog
 
-from devolo_mqtt.capabilities import Json
 from devolo_mqtt.mac import colon_mac, is_random
-from devolo_mqtt.model import Station
+from devolo_mqtt.model import Json, Station
 from devolo_mqtt.names import MacNames
 from devolo_mqtt.settings import WifiSettings
 from devolo_mqtt.state import ChangeFilter, iso, utc_now
