@@ -21,6 +21,7 @@ from zeroconf.asyncio import AsyncZeroconf
 
 from devolo_mqtt import __version__, bridge_requests, capabilities, commands, health, homeassistant, inventory
 from devolo_mqtt.adapter import AdapterRuntime
+from devolo_mqtt.backoff import Backoff
 from devolo_mqtt.device import DevoloClient
 from devolo_mqtt.discovery import Discovery, Found
 from devolo_mqtt.errors import (
@@ -205,7 +206,7 @@ class Bridge:
 
     async def _supervise(self, runtime: DeviceRuntime) -> None:
         """The outermost per-device loop: the only place that catches any Exception."""
-        delay = 5.0
+        backoff = Backoff(5.0, self.settings.polling.offline_retry_max)
         while True:
             refused: DeviceRefusedError | None = None
             try:
@@ -220,8 +221,7 @@ class Bridge:
                 self._refuse(refused.serial, runtime.ip, refused.reason)
                 self._publish_inventory()
                 return
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self.settings.polling.offline_retry_max)
+            await asyncio.sleep(backoff.next())
 
     def _refuse(self, serial: str, ip: str, reason: str) -> None:
         """A device that cannot be bridged: one log line and one event, however often it is announced."""
@@ -614,7 +614,7 @@ class Bridge:
         topic, payload = homeassistant.tracker_config(
             self._ha, mac, self.names.get(mac), self.wifi.vendor(mac)
         )
-        for out_topic, text in self.ledger.update(topic.split("/")[-3], {topic: payload}):
+        for out_topic, text in self.ledger.update(self.topics.discovery_node(topic), {topic: payload}):
             self._publish_config(out_topic, text)
 
     def _publish_rates(self, network_id: str, matrix: object) -> None:

@@ -9,7 +9,7 @@ import structlog
 
 from devolo_mqtt.errors import CommandError, DevoloMqttError
 from devolo_mqtt.inbound import BadPayload, decode_json
-from devolo_mqtt.mac import colon_mac, normalise_mac
+from devolo_mqtt.mac import display_mac, normalise_mac
 from devolo_mqtt.names import MacNames
 from devolo_mqtt.poller import DeviceRuntime
 from devolo_mqtt.settings import MAX_NAME
@@ -85,7 +85,7 @@ async def _rename(bridge: Bridge, body: dict[str, Any]) -> dict[str, Any]:
         raise CommandError("mac/rename", f"name must be a string of at most {MAX_NAME} characters, or null")
     bridge.names.rename(mac, name)
     bridge.mac_renamed(mac)
-    return {"mac": colon_mac(mac).lower(), "name": name or None}
+    return {"mac": display_mac(mac), "name": name or None}
 
 
 async def _republish(bridge: Bridge, _: dict[str, Any]) -> dict[str, Any]:

@@ -4,9 +4,10 @@ read by a separate process. It reflects the bridge's real MQTT connection, not j
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
+
+from devolo_mqtt.store import JsonStore
 
 FILE = "health.json"
 STALE_AFTER = 150.0  # seconds: the bridge writes at least once a minute
@@ -14,22 +15,13 @@ STALE_AFTER = 150.0  # seconds: the bridge writes at least once a minute
 
 def write(data_dir: Path, *, connected: bool) -> None:
     """Record the MQTT connection state now (best effort: a read-only data directory is not fatal)."""
-    try:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        temporary = data_dir / f".{FILE}.tmp"
-        temporary.write_text(
-            json.dumps({"mqtt_connected": connected, "updated": time.time()}), encoding="utf-8"
-        )
-        temporary.replace(data_dir / FILE)
-    except OSError:
-        pass
+    JsonStore(data_dir / FILE).save({"mqtt_connected": connected, "updated": time.time()}, quiet=True)
 
 
 def check(data_dir: Path) -> tuple[bool, str]:
     """(healthy, reason) from the heartbeat file."""
-    try:
-        data = json.loads((data_dir / FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    data = JsonStore(data_dir / FILE).load()
+    if not isinstance(data, dict):
         return False, f"unhealthy: no heartbeat in {data_dir} (is the bridge running with this data_dir?)"
     age = time.time() - float(data.get("updated", 0))
     if age > STALE_AFTER:

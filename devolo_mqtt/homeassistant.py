@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from devolo_mqtt import __version__
 from devolo_mqtt.capabilities import Capability, HaEntity, link_keys
 from devolo_mqtt.inbound import BadPayload, decode_json
-from devolo_mqtt.mac import colon_mac
+from devolo_mqtt.mac import colon_mac, display_mac
 from devolo_mqtt.model import Json
 from devolo_mqtt.topics import Topics
 
@@ -95,7 +95,7 @@ def device_block(ctx: HaContext, device: HaDevice) -> Payload:
     if device.ip:
         block["configuration_url"] = f"http://{device.ip}"
     if device.mac:
-        block["connections"] = [["mac", colon_mac(device.mac).lower()]]
+        block["connections"] = [["mac", display_mac(device.mac)]]
     return block
 
 
@@ -236,7 +236,7 @@ def tracker_config(ctx: HaContext, mac: str, name: str | None, vendor: str | Non
         "device": {
             "identifiers": [f"{node}{ctx.suffix()}"],
             "name": label,
-            "connections": [["mac", colon_mac(mac).lower()]],
+            "connections": [["mac", display_mac(mac)]],
             "via_device": ctx.bridge_identifier,
         },
     }
@@ -279,7 +279,7 @@ class DiscoveryLedger:
             return False
         if topic in self.published:
             return False
-        if any(_owned(t, _node(topic)) for t in self.published):
+        if any(_owned(t, Topics.discovery_node(topic)) for t in self.published):
             return True
         self.found[topic] = payload.decode(errors="replace")
         return False
@@ -306,7 +306,7 @@ class DiscoveryLedger:
 
     def sweep(self, keep: set[str]) -> list[str]:
         """Configs found on the broker whose node is not in `keep`: to be cleared."""
-        stale = [t for t in self.found if t.split("/")[-3] not in keep]
+        stale = [t for t in self.found if Topics.discovery_node(t) not in keep]
         for topic in stale:
             self.found.pop(topic)
         return stale
@@ -316,12 +316,5 @@ class DiscoveryLedger:
         return list(self.published.items())
 
 
-def _node(topic: str) -> str:
-    parts = topic.split("/")
-    return parts[-3] if len(parts) >= 4 else ""
-
-
 def _owned(topic: str, owner_prefix: str) -> bool:
-    # topic: <prefix>/<component>/<node_id>/<object_id>/config; owner_prefix is a node id.
-    parts = topic.split("/")
-    return len(parts) >= 4 and parts[-3] == owner_prefix
+    return Topics.discovery_node(topic) == owner_prefix

@@ -23,6 +23,11 @@ def colon_mac(mac: str) -> str:
     return ":".join(mac[i : i + 2] for i in range(0, 12, 2))
 
 
+def display_mac(mac: str) -> str:
+    """`AABBCCDDEEFF` → `aa:bb:cc:dd:ee:ff`, as payloads show MACs."""
+    return colon_mac(mac).lower()
+
+
 def is_random(mac: str) -> bool:
     """Whether the locally-administered bit is set (how phones' private addresses look)."""
     return bool(int(normalise_mac(mac)[:2], 16) & 0x02)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import random
 import socket
 import ssl
 from collections import deque
@@ -23,6 +22,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from devolo_mqtt.backoff import Backoff
 from devolo_mqtt.errors import DuplicateInstanceError, first_of, honour_cancellation
 from devolo_mqtt.settings import MqttSettings
 
@@ -149,13 +149,14 @@ class MqttSession:
     # --- the session loop ----------------------------------------------------------------------------
     async def run(self) -> None:
         """Connect and serve until cancelled; on cancellation say goodbye (retained offline states)."""
-        delay = self._settings.reconnect_min
+        backoff = Backoff(self._settings.reconnect_min, self._settings.reconnect_max, jitter=0.2)
         while True:
             try:
                 async with self._client() as client:
-                    delay = self._settings.reconnect_min
+                    backoff.reset()
                     await self._serve(client)
             except aiomqtt.MqttError as err:
+                delay = backoff.next()
                 was_connected = self.connected.is_set()
                 self.connected.clear()
                 if _reason_code(err) == _SESSION_TAKEN_OVER:
@@ -170,9 +171,10 @@ class MqttSession:
                     error=str(err),
                     retry_in=round(delay, 1),
                 )
+            else:
+                delay = backoff.next()
             self.connected.clear()
-            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-            delay = min(delay * 2, self._settings.reconnect_max)
+            await asyncio.sleep(delay)
 
     def _client(self) -> aiomqtt.Client:
         s = self._settings

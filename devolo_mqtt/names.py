@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
 from pathlib import Path
 
-import structlog
-
 from devolo_mqtt.mac import normalise_mac
-
-log = structlog.get_logger("devolo_mqtt.names")
+from devolo_mqtt.store import JsonStore
 
 
 class MacNames:
@@ -18,12 +13,15 @@ class MacNames:
 
     def __init__(self, configured: dict[str, str], path: Path) -> None:
         self._configured = {normalise_mac(m): n for m, n in configured.items()}
-        self._path = path
+        self._store = JsonStore(path)
         self._renamed: dict[str, str | None] = {}
-        with contextlib.suppress(OSError, ValueError):
-            loaded = json.loads(path.read_text(encoding="utf-8"))
-            if isinstance(loaded, dict):
-                self._renamed = {normalise_mac(k): (str(v) if v else None) for k, v in loaded.items()}
+        loaded = self._store.load()
+        if isinstance(loaded, dict):
+            for mac, name in loaded.items():
+                try:
+                    self._renamed[normalise_mac(str(mac))] = str(name) if name else None
+                except ValueError:
+                    continue  # a damaged entry: skip it, keep the rest
 
     def get(self, mac: str) -> str | None:
         """The name of a MAC (`AABBCCDDEEFF`), or None."""
@@ -34,8 +32,4 @@ class MacNames:
     def rename(self, mac: str, name: str | None) -> None:
         """Name (or with None/empty, un-name) a MAC, and save it."""
         self._renamed[normalise_mac(mac)] = name or None
-        try:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-            self._path.write_text(json.dumps(self._renamed, indent=1, sort_keys=True), encoding="utf-8")
-        except OSError as err:
-            log.warning("mac_names_not_saved", path=str(self._path), error=err.strerror)
+        self._store.save(self._renamed)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,10 +16,11 @@ import structlog
 
 from devolo_mqtt.adapter import AdapterRuntime
 from devolo_mqtt.errors import DevoloMqttError, honour_cancellation
-from devolo_mqtt.mac import colon_mac
+from devolo_mqtt.mac import display_mac
 from devolo_mqtt.model import PLC, PLCNET, Overview, PlcDevice, PlcView
 from devolo_mqtt.poller import DeviceRuntime
 from devolo_mqtt.state import iso, utc_now
+from devolo_mqtt.store import JsonStore
 
 log = structlog.get_logger("devolo_mqtt.network")
 
@@ -34,12 +34,11 @@ class NetworkIds:
     """Stable network ids across polls and restarts: remembered per MAC in the data directory."""
 
     def __init__(self, path: Path) -> None:
-        self._path = path
-        self._ids: dict[str, str] = {}
-        with contextlib.suppress(OSError, ValueError):
-            loaded = json.loads(path.read_text(encoding="utf-8"))
-            if isinstance(loaded, dict):
-                self._ids = {str(k): str(v) for k, v in loaded.items()}
+        self._store = JsonStore(path)
+        loaded = self._store.load()
+        self._ids: dict[str, str] = (
+            {str(k): str(v) for k, v in loaded.items()} if isinstance(loaded, dict) else {}
+        )
 
     def resolve(self, macs: list[str], configured: str | None) -> str:
         """The network's id: configured name, else one remembered for a member, else a new derived one."""
@@ -48,11 +47,7 @@ class NetworkIds:
         changed = {m: network_id for m in macs if self._ids.get(m) != network_id}
         if changed:
             self._ids.update(changed)
-            try:
-                self._path.parent.mkdir(parents=True, exist_ok=True)
-                self._path.write_text(json.dumps(self._ids, indent=1, sort_keys=True), encoding="utf-8")
-            except OSError as err:
-                log.warning("network_ids_not_saved", path=str(self._path), error=err.strerror)
+            self._store.save(self._ids)
         return network_id
 
 
@@ -198,7 +193,7 @@ class NetworkMonitor:
             node = runtimes.get(d.mac) or self._adapters.get(d.mac)
             devices.append(
                 {
-                    "mac": colon_mac(d.mac).lower(),
+                    "mac": display_mac(d.mac),
                     "id": node.id if node else None,
                     "name": self.name_for(d.mac, d.name),
                     "manageable": d.mac in runtimes,
@@ -208,8 +203,8 @@ class NetworkMonitor:
             )
         rates = [
             {
-                "from": colon_mac(r.src).lower(),
-                "to": colon_mac(r.dst).lower(),
+                "from": display_mac(r.src),
+                "to": display_mac(r.dst),
                 "tx_rate": r.tx,
                 "rx_rate": r.rx,
             }
@@ -219,4 +214,4 @@ class NetworkMonitor:
 
     def name_for(self, mac: str, overview_name: str = "") -> str:
         """Configured name, else the name set in the device, else the MAC."""
-        return self._names(mac) or overview_name or colon_mac(mac).lower()
+        return self._names(mac) or overview_name or display_mac(mac)

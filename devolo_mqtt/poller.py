@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import structlog
 
 from devolo_mqtt import capabilities
+from devolo_mqtt.backoff import Backoff
 from devolo_mqtt.capabilities import Source
 from devolo_mqtt.device import DevoloClient
 from devolo_mqtt.errors import (
@@ -104,7 +105,10 @@ class DeviceRuntime:
         self.guest_duration = settings.guest_wifi.default_duration
         self._data: dict[str, Any] = {}
         self._retry_at = 0.0
-        self._retry_delay = _FIRST_RETRY
+        # Offline: only one probe per back-off step (never longer than a state interval).
+        self._probe_backoff = Backoff(
+            _FIRST_RETRY, min(settings.polling.state, settings.polling.offline_retry_max)
+        )
         self._published = ChangeFilter(settings.polling.heartbeat, clock)
         self._firmware_seen = ""
         self._moved = asyncio.Event()
@@ -228,15 +232,14 @@ class DeviceRuntime:
             group.create_task(self._locate_watch(), name=f"devolo_mqtt[{self.id}].locate")
 
     async def _connect(self) -> None:
-        delay = _FIRST_RETRY
+        backoff = Backoff(_FIRST_RETRY, self._settings.polling.offline_retry_max)
         while True:
             try:
                 identity = await self._client.connect()
                 break
             except DeviceUnavailableError as err:
                 self._set_online(False, err.reason)
-                await self._sleep_or_moved(min(delay, self._settings.polling.offline_retry_max))
-                delay *= 2
+                await self._sleep_or_moved(backoff.next())
         known = self.identity_ is not None
         self.identity_ = identity
         self._firmware_seen = identity.firmware
@@ -351,12 +354,9 @@ class DeviceRuntime:
 
     def _set_online(self, online: bool, reason: str = "") -> None:
         if online:
-            self._retry_delay = _FIRST_RETRY
+            self._probe_backoff.reset()
         else:
-            self._retry_at = self._clock() + min(
-                self._retry_delay, self._settings.polling.state, self._settings.polling.offline_retry_max
-            )
-            self._retry_delay *= 2
+            self._retry_at = self._clock() + self._probe_backoff.next()
             self.health.last_error = reason
         if self.online is online:
             return

@@ -135,6 +135,12 @@ class Topics:
         """`<prefix>/<component>/<node_id>/<object_id>/config`."""
         return f"{self.discovery_prefix}/{component}/{node_id}/{object_id}/config"
 
+    @staticmethod
+    def discovery_node(topic: str) -> str:
+        """The `<node_id>` of `<prefix>/<component>/<node_id>/<object_id>/config`."""
+        parts = topic.split("/")
+        return parts[-3] if len(parts) >= 4 else ""
+
     @property
     def discovery_subscription(self) -> str:
         """Matches every discovery config (to find our stale ones at start-up)."""

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -17,11 +16,12 @@ from typing import Any
 import aiooui
 import structlog
 
-from devolo_mqtt.mac import colon_mac, is_random
+from devolo_mqtt.mac import colon_mac, display_mac, is_random
 from devolo_mqtt.model import Json, Station
 from devolo_mqtt.names import MacNames
 from devolo_mqtt.settings import WifiSettings
 from devolo_mqtt.state import ChangeFilter, iso, utc_now
+from devolo_mqtt.store import JsonStore
 
 log = structlog.get_logger("devolo_mqtt.wifi")
 
@@ -66,7 +66,7 @@ class WifiTracker:
         self._settings = settings
         self._names = names
         self._out = out
-        self._state_file = state_file
+        self._store = JsonStore(state_file)
         self._clock = clock
         self._lists: dict[str, dict[str, Station]] = {}  # ap id → mac → station
         self._since: dict[tuple[str, str], datetime] = {}  # (ap, mac) → connected since
@@ -81,8 +81,9 @@ class WifiTracker:
         with contextlib.suppress(Exception):
             await aiooui.async_load()
             self._vendors_loaded = True
-        with contextlib.suppress(OSError, ValueError, TypeError):
-            for item in json.loads(self._state_file.read_text(encoding="utf-8")):
+        stored = self._store.load()
+        with contextlib.suppress(TypeError, AttributeError):
+            for item in stored if isinstance(stored, list) else []:
                 known = Presence(**item)
                 # Not seen yet in this run: the grace period starts now.
                 known.absent_since = self._clock() if known.state == "home" else None
@@ -147,7 +148,7 @@ class WifiTracker:
         presence.state, presence.ap, presence.band, presence.wifi = "home", newest, station.band, station.wifi
         presence.last_seen, presence.absent_since = iso(wall), None
         details = {
-            "mac": colon_mac(mac).lower(),
+            "mac": display_mac(mac),
             **self.describe(mac),
             "ap": newest,
             "band": station.band,
@@ -181,7 +182,7 @@ class WifiTracker:
             if presence.state == "home" and away is not None and now - away >= self._settings.consider_home:
                 presence.state = "not_home"
                 details = {
-                    "mac": colon_mac(presence.mac).lower(),
+                    "mac": display_mac(presence.mac),
                     **self.describe(presence.mac),
                     "ap": presence.ap,
                     "band": presence.band,
@@ -218,7 +219,7 @@ class WifiTracker:
         """The `devolo/<ap>/wifi/clients` payload (on change or heartbeat)."""
         clients = [
             {
-                "mac": colon_mac(mac).lower(),
+                "mac": display_mac(mac),
                 **self.describe(mac),
                 "band": s.band,
                 "wifi": s.wifi,
@@ -243,16 +244,7 @@ class WifiTracker:
         elif self.tracked(mac):
             self._out.tracker_config(mac)
 
-    def count(self, ap: str) -> int:
-        """Clients on one access point."""
-        return len(self._lists.get(ap, {}))
-
     def _save(self) -> None:
-        try:
-            self._state_file.parent.mkdir(parents=True, exist_ok=True)
-            data = [
-                {k: v for k, v in asdict(p).items() if k != "absent_since"} for p in self.presence.values()
-            ]
-            self._state_file.write_text(json.dumps(data), encoding="utf-8")
-        except OSError as err:
-            log.warning("wifi_state_not_saved", path=str(self._state_file), error=err.strerror)
+        self._store.save(
+            [{k: v for k, v in asdict(p).items() if k != "absent_since"} for p in self.presence.values()]
+        )
