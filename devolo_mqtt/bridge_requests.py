@@ -2,36 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
 from devolo_mqtt.errors import CommandError, DevoloMqttError
+from devolo_mqtt.ha_publisher import HaPublisher
 from devolo_mqtt.inbound import BadPayload, decode_json
 from devolo_mqtt.mac import display_mac, normalise_mac
-from devolo_mqtt.names import MacNames
-from devolo_mqtt.poller import DeviceRuntime
+from devolo_mqtt.registry import DeviceRegistry
 from devolo_mqtt.settings import MAX_NAME
 
 
-class Bridge(Protocol):
-    """What requests may use (the composition root provides it; this module never imports it)."""
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What requests may use: the devices and the discovery publisher."""
 
-    @property
-    def runtimes(self) -> Mapping[str, DeviceRuntime]: ...
-
-    @property
-    def names(self) -> MacNames: ...
-
-    def mac_renamed(self, mac: str) -> None: ...
-
-    def republish_discovery(self) -> int: ...
-
-    def purge_discovery(self) -> int: ...
+    registry: DeviceRegistry
+    ha: HaPublisher
 
 
-Handler = Callable[[Bridge, dict[str, Any]], Awaitable[dict[str, Any]]]
+Handler = Callable[[Context, dict[str, Any]], Awaitable[dict[str, Any]]]
 log = structlog.get_logger("devolo_mqtt.requests")
 
 
@@ -40,7 +33,7 @@ def error(reason: str, transaction: Any = None) -> dict[str, Any]:
     return {"status": "error", "error": reason, "transaction": transaction}
 
 
-async def answer(bridge: Bridge, op: str, payload: bytes) -> dict[str, Any]:
+async def answer(ctx: Context, op: str, payload: bytes) -> dict[str, Any]:
     """Run one request; the response object (`status`, `data` or `error`, `transaction`)."""
     transaction = None
     try:
@@ -51,7 +44,7 @@ async def answer(bridge: Bridge, op: str, payload: bytes) -> dict[str, Any]:
         handler = HANDLERS.get(op)
         if handler is None:
             raise CommandError(op, f"unknown request; known: {', '.join(sorted(HANDLERS))}")
-        return {"status": "ok", "data": await handler(bridge, body), "transaction": transaction}
+        return {"status": "ok", "data": await handler(ctx, body), "transaction": transaction}
     except BadPayload as err:
         return error(err.reason, transaction)
     except CommandError as err:
@@ -63,11 +56,11 @@ async def answer(bridge: Bridge, op: str, payload: bytes) -> dict[str, Any]:
         return error("internal error (see the bridge's log)", transaction)
 
 
-async def _refresh(bridge: Bridge, body: dict[str, Any]) -> dict[str, Any]:
+async def _refresh(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
     wanted = body.get("device")
     if wanted is not None and not isinstance(wanted, str):
         raise CommandError("refresh", "device must be a device id (a string)")
-    targets = [r for r in bridge.runtimes.values() if wanted in (None, r.id) and not r.provisional]
+    targets = [r for r in ctx.registry.runtimes.values() if wanted in (None, r.id) and not r.provisional]
     if wanted is not None and not targets:
         raise CommandError("refresh", f"unknown device {wanted[:80]!r}")
     for runtime in targets:
@@ -75,7 +68,7 @@ async def _refresh(bridge: Bridge, body: dict[str, Any]) -> dict[str, Any]:
     return {"devices": [r.id for r in targets]}
 
 
-async def _rename(bridge: Bridge, body: dict[str, Any]) -> dict[str, Any]:
+async def _rename(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
     try:
         mac = normalise_mac(str(body.get("mac", "")))
     except ValueError as err:
@@ -83,17 +76,17 @@ async def _rename(bridge: Bridge, body: dict[str, Any]) -> dict[str, Any]:
     name = body.get("name")
     if name is not None and (not isinstance(name, str) or len(name) > MAX_NAME):
         raise CommandError("mac/rename", f"name must be a string of at most {MAX_NAME} characters, or null")
-    bridge.names.rename(mac, name)
-    bridge.mac_renamed(mac)
+    ctx.registry.names.rename(mac, name)
+    ctx.registry.mac_renamed(mac)
     return {"mac": display_mac(mac), "name": name or None}
 
 
-async def _republish(bridge: Bridge, _: dict[str, Any]) -> dict[str, Any]:
-    return {"configs": bridge.republish_discovery()}
+async def _republish(ctx: Context, _: dict[str, Any]) -> dict[str, Any]:
+    return {"configs": ctx.ha.republish()}
 
 
-async def _purge(bridge: Bridge, _: dict[str, Any]) -> dict[str, Any]:
-    return {"cleared": bridge.purge_discovery()}
+async def _purge(ctx: Context, _: dict[str, Any]) -> dict[str, Any]:
+    return {"cleared": ctx.ha.purge()}
 
 
 HANDLERS: dict[str, Handler] = {

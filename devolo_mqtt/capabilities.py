@@ -27,6 +27,7 @@ from devolo_mqtt.settings import PollingSettings
 LOCATE_SECONDS = 120.0
 PLC_SOURCE = "plc"  # fed by the network monitor (one overview per network), not polled per device
 GUEST_MAX_MINUTES = 24 * 60
+STATIONS = "stations"  # the source whose value (a station list) also feeds the WiFi tracker
 
 
 class DeviceClient(Protocol):
@@ -209,7 +210,7 @@ SOURCES: tuple[Source, ...] = (
     Source("uptime", "restart", lambda p: p.state, lambda c: c.uptime()),
     Source("guest", "wifi1", lambda p: p.state, lambda c: c.guest(), shared=True),
     Source("neighbors", "wifi1", lambda p: p.neighbors, lambda c: c.neighbor_count()),
-    Source("stations", "wifi1", lambda p: p.wifi, lambda c: c.stations()),
+    Source(STATIONS, "wifi1", lambda p: p.wifi, lambda c: c.stations()),
     Source("firmware", "update", lambda p: p.firmware, lambda c: c.firmware_check()),
 )
 
@@ -337,7 +338,7 @@ CAPABILITIES: tuple[Capability, ...] = (
     Capability(
         "wifi_clients",
         "wifi1",
-        value=lambda r: len(s) if (s := r.data("stations")) is not None else None,
+        value=lambda r: len(s) if (s := r.data(STATIONS)) is not None else None,
         ha=HaEntity("sensor", "WiFi clients", icon="mdi:wifi", state_class="measurement"),
     ),
     Capability(

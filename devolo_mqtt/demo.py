@@ -59,6 +59,20 @@ async def _embedded_broker(stack: AsyncExitStack, port: int) -> None:
     stack.push_async_callback(broker.shutdown)
 
 
+async def _start_home(speed: float) -> tuple[Scenario, Emulator]:
+    """The demo home on 127.0.10.x, or on the next free loopback block (another demo may run)."""
+    for block in range(10, 20):
+        home = demo_home(address_base=f"127.0.{block}.1")
+        emulator = Emulator(home, speed=speed)
+        try:
+            await emulator.start()
+        except OSError:
+            await emulator.close()
+            continue
+        return home, emulator
+    raise ConfigError("no free loopback block for the emulated devices (127.0.10-19.x)", field="demo")
+
+
 def _block(scenario: Scenario) -> str:
     """The /24 the scenario's devices live in."""
     return str(ipaddress.IPv4Network(f"{scenario.address_base}/24", strict=False))
@@ -96,9 +110,7 @@ async def run_demo(
             await _embedded_broker(stack, port)
         else:
             (host, port), protocol = _parse_broker(broker, port), "5"
-        home = demo_home()
-        emulator = Emulator(home, speed=speed)
-        await emulator.start()
+        home, emulator = await _start_home(speed)
         stack.push_async_callback(emulator.close)
         data = stack.enter_context(tempfile.TemporaryDirectory(prefix="devolo-mqtt-demo-"))
         settings = load_settings(

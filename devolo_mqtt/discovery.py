@@ -52,11 +52,17 @@ class Discovery:
     """Browses continuously; calls `on_found` for new or moved devices and `on_gone` when one leaves."""
 
     def __init__(
-        self, zeroconf: AsyncZeroconf, on_found: Callable[[Found], None], on_gone: Callable[[str], None]
+        self,
+        zeroconf: AsyncZeroconf,
+        on_found: Callable[[Found], None],
+        on_gone: Callable[[str], None],
+        *,
+        accept: Callable[[str], bool] = lambda _: True,
     ) -> None:
         self._zeroconf = zeroconf
         self._on_found = on_found
         self._on_gone = on_gone
+        self._accept = accept  # by address: devices elsewhere are neither found nor gone
         self._names: dict[str, str] = {}  # service name → serial
         self._pending: set[asyncio.Task[None]] = set()
 
@@ -94,7 +100,7 @@ class Discovery:
             log.info("discovery_unresolved", service=name)  # the browser reports it again on its next update
             return
         found = _found(info)
-        if found is not None:
+        if found is not None and self._accept(found.ip):
             self._names[name] = found.serial
             self._on_found(found)
 

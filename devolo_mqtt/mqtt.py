@@ -93,14 +93,13 @@ class MqttSession:
         self,
         settings: MqttSettings,
         will_topic: str,
-        hooks: SessionHooks,
         *,
         client_id: str,
         max_queue: int = 10_000,
     ) -> None:
         self._settings = settings
         self._will_topic = will_topic
-        self._hooks = hooks
+        self._hooks = SessionHooks(on_connect=lambda: None, on_message=lambda _: None, farewell=list)
         self._client_id = client_id
         self._queue: asyncio.Queue[Outgoing | _Resubscribe] = asyncio.Queue(maxsize=max_queue)
         self.retained: dict[str, Outgoing] = {}
@@ -147,8 +146,9 @@ class MqttSession:
         self.abandoned = True
 
     # --- the session loop ----------------------------------------------------------------------------
-    async def run(self) -> None:
+    async def run(self, hooks: SessionHooks) -> None:
         """Connect and serve until cancelled; on cancellation say goodbye (retained offline states)."""
+        self._hooks = hooks
         backoff = Backoff(self._settings.reconnect_min, self._settings.reconnect_max, jitter=0.2)
         while True:
             try:

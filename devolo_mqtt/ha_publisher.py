@@ -1,0 +1,114 @@
+"""Home Assistant discovery on the wire: turns devices into configs with the pure builders of
+`homeassistant.py`, publishes only what changed (the ledger), and clears, sweeps, purges and
+re-publishes on request."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import structlog
+
+from devolo_mqtt import capabilities, homeassistant
+from devolo_mqtt.adapter import AdapterRuntime
+from devolo_mqtt.homeassistant import DiscoveryLedger, HaContext, HaDevice, HaLink
+from devolo_mqtt.model import PLC, PlcView
+from devolo_mqtt.poller import DeviceRuntime
+from devolo_mqtt.publisher import Publisher, dumps
+
+log = structlog.get_logger("devolo_mqtt.ha")
+Node = DeviceRuntime | AdapterRuntime  # anything with a state topic
+
+
+class HaPublisher:
+    """The discovery configs of this bridge instance."""
+
+    def __init__(
+        self, publisher: Publisher, ctx: HaContext, *, enabled: bool, link_name: Callable[[str], str]
+    ) -> None:
+        self._out = publisher
+        self._ctx = ctx
+        self.enabled = enabled
+        self._link_name = link_name
+        self.ledger = DiscoveryLedger()
+        self.swept = False  # stale configs of earlier runs cleared
+
+    @property
+    def listening(self) -> bool:
+        """Whether to subscribe to the discovery prefix (only until the sweep: to find our leftovers)."""
+        return self.enabled and not self.swept
+
+    def bridge(self) -> None:
+        """The bridge's own entity (on every connection)."""
+        if self.enabled:
+            for topic, payload in homeassistant.bridge_configs(self._ctx).items():
+                self._out.config(topic, dumps(payload))
+
+    def device(self, node: Node) -> None:
+        """Every config of one device (only the changed ones go out; vanished entities are emptied)."""
+        if not self.enabled:
+            return
+        configs = homeassistant.device_configs(self._ctx, self._ha_device(node))
+        for topic, text in self.ledger.update(f"devolo_{node.id}", configs):
+            self._out.config(topic, text)
+
+    def tracker(self, mac: str, name: str | None, vendor: str | None) -> None:
+        """A WiFi client's device tracker."""
+        if not self.enabled:
+            return
+        topic, payload = homeassistant.tracker_config(self._ctx, mac, name, vendor)
+        for out_topic, text in self.ledger.update(self._ctx.topics.discovery_node(topic), {topic: payload}):
+            self._out.config(out_topic, text)
+
+    def seen_on_broker(self, topic: str, payload: bytes) -> None:
+        """A retained config under the discovery prefix: ours from an earlier run? Stale already?"""
+        if (not payload or homeassistant.is_ours(self._ctx, payload)) and self.ledger.found_on_broker(
+            topic, payload
+        ):
+            log.info("discovery_stale_cleared", topic=topic)
+            self._out.config(topic, "")
+
+    def sweep(self, keep: set[str]) -> None:
+        """Clear this bridge's configs of earlier runs whose node is not in `keep` (once)."""
+        self.swept = True
+        for topic in self.ledger.sweep({*keep, "devolo_bridge" + self._ctx.suffix()}):
+            log.info("discovery_stale_cleared", topic=topic)
+            self._out.config(topic, "")
+
+    def republish(self) -> int:
+        """Every config again; how many."""
+        items = self.ledger.republish()
+        for topic, text in items:
+            self._out.config(topic, text)
+        return len(items)
+
+    def purge(self) -> int:
+        """Empty every config of this bridge; how many."""
+        topics = [*self.ledger.published, *self.ledger.found]
+        for topic in topics:
+            self._out.config(topic, "")
+        self.ledger = DiscoveryLedger()
+        return len(topics)
+
+    def _ha_device(self, node: Node) -> HaDevice:
+        identity = node.identity
+        plc: PlcView | None = node.data(PLC)
+        links = (
+            tuple(
+                HaLink(dst, self._link_name(dst), enabled=bool({identity.mac, dst} & plc.router_macs))
+                for dst in sorted(plc.links)
+            )
+            if plc
+            else ()
+        )
+        return HaDevice(
+            links=links,
+            id=node.id,
+            serial=identity.serial,
+            name=node.name,
+            model=identity.product,
+            mt=identity.mt,
+            firmware=node.firmware,
+            mac=identity.mac,
+            ip=identity.ip,
+            capabilities=tuple(capabilities.supported(identity)),
+        )

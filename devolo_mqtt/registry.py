@@ -1,0 +1,281 @@
+"""The devices of this bridge: who they are (ids, configuration, refusals), their runtimes and
+supervision, and what their life means on MQTT — the RuntimeHooks of every device."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, Literal
+
+import structlog
+
+from devolo_mqtt import capabilities, commands, inventory
+from devolo_mqtt.adapter import AdapterRuntime
+from devolo_mqtt.backoff import Backoff
+from devolo_mqtt.device import DevoloClient
+from devolo_mqtt.discovery import Found
+from devolo_mqtt.errors import DeviceRefusedError
+from devolo_mqtt.ha_publisher import HaPublisher, Node
+from devolo_mqtt.model import PLCNET, Json, Station
+from devolo_mqtt.mqtt import Outgoing
+from devolo_mqtt.names import MacNames
+from devolo_mqtt.network import NetworkMonitor
+from devolo_mqtt.poller import Command, DeviceRuntime
+from devolo_mqtt.publisher import Publisher
+from devolo_mqtt.settings import DeviceConfig, Settings
+from devolo_mqtt.state import utc_now
+from devolo_mqtt.topics import device_id_problem
+from devolo_mqtt.wifi import WifiTracker
+
+log = structlog.get_logger("devolo_mqtt.registry")
+ClientFactory = Callable[[str, str], DevoloClient]  # (ip, password) → the device's client
+
+
+class DeviceRegistry:
+    """Every device runtime and configured adapter, by id."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        publisher: Publisher,
+        ha: HaPublisher,
+        names: MacNames,
+        *,
+        clock: Callable[[], float],
+    ) -> None:
+        self._settings = settings
+        self._out = publisher
+        self._ha = ha
+        self.names = names
+        self._clock = clock
+        self.runtimes: dict[str, DeviceRuntime] = {}
+        self._configs = [d for d in settings.devices if d.manageable]
+        self.adapters: dict[str, AdapterRuntime] = {
+            d.mac: AdapterRuntime(
+                d, hooks=self, heartbeat=settings.polling.heartbeat, clock=clock, now=utc_now
+            )
+            for d in settings.devices
+            if not d.manageable and d.enabled and d.mac
+        }
+        self._refused: dict[str, str] = {}  # serial → why it is not bridged (logged once)
+        self._group: asyncio.TaskGroup | None = None
+        self._client_factory: ClientFactory | None = None
+        self.networks: NetworkMonitor | None = None
+        self.wifi: WifiTracker | None = None
+
+    def attach(self, *, networks: NetworkMonitor, wifi: WifiTracker) -> None:
+        """The parts that are built from this registry and that it feeds in turn."""
+        self.networks, self.wifi = networks, wifi
+
+    def start(self, group: asyncio.TaskGroup, client_factory: ClientFactory) -> None:
+        """Adapters' discovery configs, then a runtime for every device configured by address."""
+        self._group, self._client_factory = group, client_factory
+        for adapter in self.adapters.values():
+            self._ha.device(adapter)
+        for config in self._configs:
+            if config.enabled and config.ip is not None:
+                self._add(config.topic_id or f"ip-{config.ip}", str(config.ip), config)
+
+    def nodes(self) -> list[Node]:
+        """Every device with a state topic."""
+        return [*self.runtimes.values(), *self.adapters.values()]
+
+    # --- finding devices -----------------------------------------------------------------------------
+    def found(self, found: Found) -> None:
+        """mDNS announced a device (again)."""
+        if found.serial in self._refused:
+            return
+        config = next((c for c in self._configs if c.serial == found.serial), None)
+        if config is not None and not config.enabled:
+            return
+        for runtime in self.runtimes.values():
+            serial = (
+                runtime.identity_.serial if runtime.identity_ else (runtime.config and runtime.config.serial)
+            )
+            if serial == found.serial:
+                runtime.move(found.ip)
+                return
+            if runtime.ip == found.ip:
+                return  # a configured address still being resolved
+        device_id = (config.topic_id if config else None) or found.serial
+        if problem := self._id_problem(device_id, None):
+            self._refuse(found.serial, found.ip, problem)
+            return
+        log.debug("device_discovered", device=device_id, ip=found.ip, product=found.product)
+        self._out.event("device_discovered", {"device": device_id, "ip": found.ip, "product": found.product})
+        self._add(device_id, found.ip, config)
+
+    def gone(self, serial: str) -> None:
+        """mDNS says a device left."""
+        for runtime in self.runtimes.values():
+            if runtime.identity_ and runtime.identity_.serial == serial:
+                runtime.vanished()
+
+    def _add(self, device_id: str, ip: str, config: DeviceConfig | None) -> None:
+        assert self._group is not None
+        assert self._client_factory is not None
+        runtime = DeviceRuntime(
+            device_id,
+            ip,
+            config,
+            settings=self._settings,
+            client_factory=self._client_factory,
+            hooks=self,
+            clock=self._clock,
+        )
+        self.runtimes[device_id] = runtime
+        self._group.create_task(self._supervise(runtime), name=f"devolo_mqtt[{device_id}]")
+        self.publish_inventory()
+
+    async def _supervise(self, runtime: DeviceRuntime) -> None:
+        """The outermost per-device loop: the only place that catches any Exception."""
+        backoff = Backoff(5.0, self._settings.polling.offline_retry_max)
+        while True:
+            refused: DeviceRefusedError | None = None
+            try:
+                await runtime.run()
+            except* DeviceRefusedError as group:
+                refused = group.exceptions[0]  # type: ignore[assignment]
+            except* Exception as group:
+                log.exception("device_task_crashed", device=runtime.id, errors=len(group.exceptions))
+                runtime.vanished()
+            if refused is not None:
+                self.runtimes.pop(runtime.id, None)
+                self._refuse(refused.serial, runtime.ip, refused.reason)
+                self.publish_inventory()
+                return
+            await asyncio.sleep(backoff.next())
+
+    def _refuse(self, serial: str, ip: str, reason: str) -> None:
+        """A device that cannot be bridged: one log line and one event, however often it is announced."""
+        if serial in self._refused:
+            return
+        self._refused[serial] = reason
+        shown = serial[:80]
+        log.error("device_refused", serial=shown, ip=ip, reason=reason)
+        self._out.event("device_refused", {"serial": shown, "ip": ip, "reason": reason})
+
+    def _id_problem(self, device_id: str, runtime: DeviceRuntime | None) -> str | None:
+        """Why `device_id` cannot be used for `runtime` (a new one when None)."""
+        if problem := device_id_problem(device_id):
+            return problem
+        other = self.runtimes.get(device_id)
+        taken = (other is not None and other is not runtime) or any(
+            a.id.lower() == device_id.lower() for a in self.adapters.values()
+        )
+        return f"id {device_id!r} is already used by another device" if taken else None
+
+    # --- RuntimeHooks --------------------------------------------------------------------------------
+    def device_identified(self, runtime: DeviceRuntime) -> None:
+        """Settle the device's id, then publish discovery configs and inventory.
+
+        Raises DeviceRefusedError when the serial the device reports cannot become its id.
+        """
+        if runtime.config is None or runtime.config.topic_id is None:
+            serial = runtime.identity.serial
+            if problem := self._id_problem(serial, runtime):
+                hint = " (give it an `id` in the config)" if runtime.config is not None else ""
+                raise DeviceRefusedError(serial, problem + hint)
+            self._rename(runtime, serial)
+        self._ha.device(runtime)
+        self.publish_inventory()
+        if runtime.identity.supports(PLCNET) and self.networks is not None:
+            self.networks.device_joined(runtime)
+
+    def _rename(self, runtime: DeviceRuntime, device_id: str) -> None:
+        if runtime.id == device_id:
+            return
+        old, was_provisional = runtime.id, runtime.provisional
+        self.runtimes.pop(old, None)
+        runtime.renamed(device_id)
+        self.runtimes[device_id] = runtime
+        if was_provisional:
+            self._out.forget(old)  # what versions before 0.2 left under the address-based id
+
+    def device_state(self, runtime: Node, state: dict[str, Json]) -> None:
+        """A device's state object."""
+        self._out.state(runtime.id, state)
+
+    def source_read(self, runtime: DeviceRuntime, source: str, value: Any) -> None:
+        """Station lists go to the WiFi tracker."""
+        if source == capabilities.STATIONS and self.wifi is not None:
+            stations: list[Station] = value
+            self.wifi.update_ap(runtime.id, stations)
+
+    def device_availability(self, runtime: Node) -> None:
+        """A device's availability; an access point going offline loses its clients."""
+        if runtime.online is False and isinstance(runtime, DeviceRuntime) and self.wifi is not None:
+            self.wifi.ap_lost(runtime.id)
+        if runtime.identity_ is not None or runtime.online is not None:
+            self._out.availability(runtime.id, online=bool(runtime.online))
+        self.publish_inventory()
+
+    def event(self, kind: str, data: dict[str, Json]) -> None:
+        """An event on `bridge/event`."""
+        self._out.event(kind, data)
+
+    async def execute(self, runtime: DeviceRuntime, command: Command) -> None:
+        """Run a command for a device and answer it."""
+        await commands.execute(
+            runtime,
+            command,
+            answer=lambda c, p: self._out.set_result(runtime.id, c.response_topic, c.correlation, p),
+            shared_changed=self._shared_changed,
+        )
+
+    def _shared_changed(self, changed: DeviceRuntime, source_name: str) -> None:
+        source = capabilities.SOURCE_BY_NAME[source_name]
+        for runtime in self.runtimes.values():
+            if runtime is not changed and runtime.identity_ and runtime.identity_.supports(source.feature):
+                runtime.request_refresh((source_name,))
+
+    # --- what others ask of the devices --------------------------------------------------------------
+    def republish_states(self) -> None:
+        """Every state and availability again (Home Assistant came online)."""
+        for runtime in list(self.runtimes.values()):
+            runtime.publish_state(force=True)
+            self.device_availability(runtime)
+
+    def farewell(self) -> list[Outgoing]:
+        """Retained `offline` for every known device (at shutdown)."""
+        topics = self._out.topics
+        return [Outgoing(topics.availability(n.id), b"offline", 1, True) for n in self.nodes() if n.identity_]
+
+    def mac_renamed(self, mac: str) -> None:
+        """Re-publish everything that shows a MAC's name."""
+        if self.wifi is not None:
+            self.wifi.renamed(mac)
+        for node in self.nodes():
+            if node.identity_ is not None and node.identity_.mac == mac:
+                self._ha.device(node)
+
+    def network_measured(self, macs: list[str]) -> None:
+        """A PLC overview came in: new links get sensors (unchanged configs are skipped)."""
+        for node in self.nodes():
+            if node.identity_ is not None and node.identity_.mac in macs:
+                self._ha.device(node)
+        self.publish_inventory()
+
+    def publish_inventory(self) -> None:
+        """`bridge/devices`."""
+        items = [inventory.adapter_entry(a) for a in self.adapters.values()]
+        if self.networks is not None:
+            items += [
+                inventory.unmanaged_entry(mac, u, self.networks.name_for(mac, u.device.name))
+                for mac, u in self.networks.unmanaged.items()
+            ]
+        items += [inventory.device_entry(r) for r in self.runtimes.values()]
+        self._out.inventory(items)
+
+    def configured_name(self, mac: str) -> str | None:
+        """The name given to a PLC MAC: `mac_names`, else its device's configured name."""
+        return self.names.get(mac) or self._configured(mac, "name")
+
+    def configured_network(self, mac: str) -> str | None:
+        """The network name configured for the device with this PLC MAC."""
+        return self._configured(mac, "network")
+
+    def _configured(self, mac: str, attr: Literal["name", "network"]) -> str | None:
+        configs = [n.config for n in self.nodes() if n.identity_ is not None and n.identity_.mac == mac]
+        configs += [c for c in self._settings.devices if c.mac == mac]
+        return next((value for c in configs if c is not None and (value := getattr(c, attr))), None)
