@@ -11,9 +11,10 @@ from typing import Any, Protocol
 import structlog
 
 from devolo_mqtt import capabilities
+from devolo_mqtt.changes import ChangeFilter
+from devolo_mqtt.clock import iso
 from devolo_mqtt.model import PLC, DeviceIdentity, Json, PlcDevice, PlcView
 from devolo_mqtt.settings import DeviceConfig
-from devolo_mqtt.state import ChangeFilter, iso
 
 log = structlog.get_logger("devolo_mqtt.adapter")
 

@@ -15,21 +15,21 @@ import structlog
 from zeroconf import InterfaceChoice, IPVersion
 from zeroconf.asyncio import AsyncZeroconf
 
-from devolo_mqtt import __version__, bridge_requests, health, inventory
+from devolo_mqtt import __version__, bridge_requests, heartbeat, inventory
 from devolo_mqtt.device import DevoloClient
-from devolo_mqtt.discovery import Discovery
 from devolo_mqtt.errors import DuplicateInstanceError
 from devolo_mqtt.ha_publisher import HaPublisher
 from devolo_mqtt.homeassistant import HaContext
 from devolo_mqtt.instance import InstanceGuard
 from devolo_mqtt.log import REDACTOR
+from devolo_mqtt.mdns import Discovery
 from devolo_mqtt.mqtt import MqttSession, SessionHooks
 from devolo_mqtt.names import MacNames
 from devolo_mqtt.network import NetworkIds, NetworkMonitor
-from devolo_mqtt.poller import DeviceRuntime
 from devolo_mqtt.publisher import Publisher
 from devolo_mqtt.registry import DeviceRegistry
 from devolo_mqtt.router import Router
+from devolo_mqtt.runtime import DeviceRuntime
 from devolo_mqtt.settings import Settings
 from devolo_mqtt.topics import Topics
 from devolo_mqtt.wifi import WifiOutput, WifiTracker
@@ -108,7 +108,7 @@ class Bridge:
     async def run(self) -> None:
         """Run until cancelled; shutdown unwinds the exit stack (MQTT goodbye, then HTTP, then mDNS)."""
         async with AsyncExitStack() as stack:
-            stack.callback(health.write, self.settings.data_dir, connected=False)  # last, on the way out
+            stack.callback(heartbeat.write, self.settings.data_dir, connected=False)  # last, on the way out
             interfaces = self.settings.discovery.interfaces or InterfaceChoice.All
             zeroconf = AsyncZeroconf(interfaces=interfaces, ip_version=IPVersion.V4Only)
             stack.push_async_callback(zeroconf.async_close)
@@ -178,7 +178,7 @@ class Bridge:
             self.publisher.health(
                 inventory.health(uptime, self.mqtt.counters, self.registry.runtimes.values())
             )
-            health.write(self.settings.data_dir, connected=self.mqtt.connected.is_set())
+            heartbeat.write(self.settings.data_dir, connected=self.mqtt.connected.is_set())
             if self.ha.listening and uptime >= self.settings.homeassistant.stale_grace:
                 keep = {f"devolo_{r.id}" for r in self.registry.runtimes.values()}
                 keep |= {f"devolo_{c.topic_id}" for c in self.settings.devices if c.topic_id}
@@ -186,6 +186,6 @@ class Bridge:
                 self.mqtt.resubscribe()  # drop the discovery prefix from the (persistent) session
 
     def _on_connect(self) -> None:
-        health.write(self.settings.data_dir, connected=True)
+        heartbeat.write(self.settings.data_dir, connected=True)
         self.publisher.bridge_online(inventory.info(self.settings))
         self.ha.bridge()

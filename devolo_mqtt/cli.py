@@ -128,7 +128,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_discover(args: argparse.Namespace) -> int:
-    from devolo_mqtt.discovery import scan  # noqa: PLC0415
+    from devolo_mqtt.mdns import scan  # noqa: PLC0415
 
     log.configure("WARNING")
 
@@ -191,7 +191,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_health(args: argparse.Namespace) -> int:
-    from devolo_mqtt.health import check  # noqa: PLC0415
+    from devolo_mqtt.heartbeat import check  # noqa: PLC0415
 
     settings = load_settings(args.config)
     healthy, reason = check(settings.data_dir)

@@ -14,7 +14,7 @@ from devolo_mqtt import capabilities
 from devolo_mqtt.errors import CommandError, DeviceAuthError, DeviceProtocolError, DeviceUnavailableError
 from devolo_mqtt.inbound import BadPayload, decode_json, decode_text
 from devolo_mqtt.model import Json
-from devolo_mqtt.poller import Command, DeviceRuntime
+from devolo_mqtt.runtime import Command, DeviceRuntime
 
 log = structlog.get_logger("devolo_mqtt.commands")
 

@@ -12,8 +12,8 @@ from devolo_mqtt import capabilities, homeassistant
 from devolo_mqtt.adapter import AdapterRuntime
 from devolo_mqtt.homeassistant import DiscoveryLedger, HaContext, HaDevice, HaLink
 from devolo_mqtt.model import PLC, PlcView
-from devolo_mqtt.poller import DeviceRuntime
 from devolo_mqtt.publisher import Publisher, dumps
+from devolo_mqtt.runtime import DeviceRuntime
 
 log = structlog.get_logger("devolo_mqtt.ha")
 Node = DeviceRuntime | AdapterRuntime  # anything with a state topic

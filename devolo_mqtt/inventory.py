@@ -8,12 +8,12 @@ from typing import Any
 
 from devolo_mqtt import __version__
 from devolo_mqtt.adapter import AdapterRuntime
+from devolo_mqtt.clock import iso
 from devolo_mqtt.model import Json
 from devolo_mqtt.mqtt import Counters
 from devolo_mqtt.network import Unmanaged
-from devolo_mqtt.poller import DeviceRuntime
+from devolo_mqtt.runtime import DeviceRuntime
 from devolo_mqtt.settings import Settings
-from devolo_mqtt.state import iso
 
 SCHEMA_VERSION = 1
 Entry = dict[str, Json | list[str]]
@@ -100,9 +100,9 @@ def health(uptime: float, counters: Counters, runtimes: Iterable[DeviceRuntime])
         "devices": {
             r.id: {
                 "online": r.online,
-                "last_poll": iso(r.health.last_poll),
-                "last_error": r.health.last_error,
-                "latency_ms": r.health.latency_ms,
+                "last_poll": iso(r.stats.last_poll),
+                "last_error": r.stats.last_error,
+                "latency_ms": r.stats.latency_ms,
             }
             for r in runtimes
         },

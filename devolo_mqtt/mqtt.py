@@ -23,8 +23,9 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from devolo_mqtt.backoff import Backoff
-from devolo_mqtt.errors import DuplicateInstanceError, first_of, honour_cancellation
+from devolo_mqtt.errors import DuplicateInstanceError
 from devolo_mqtt.settings import MqttSettings
+from devolo_mqtt.tasks import first_of, honour_cancellation
 
 log = structlog.get_logger("devolo_mqtt.mqtt")
 _SHUTDOWN_SECONDS = 3.0  # for the farewell; past that the connection is dropped so the broker sends the Will

@@ -15,12 +15,13 @@ from pathlib import Path
 import structlog
 
 from devolo_mqtt.adapter import AdapterRuntime
-from devolo_mqtt.errors import DevoloMqttError, honour_cancellation
+from devolo_mqtt.clock import iso, utc_now
+from devolo_mqtt.errors import DevoloMqttError
 from devolo_mqtt.mac import display_mac
 from devolo_mqtt.model import PLC, PLCNET, Overview, PlcDevice, PlcView
-from devolo_mqtt.poller import DeviceRuntime
-from devolo_mqtt.state import iso, utc_now
+from devolo_mqtt.runtime import DeviceRuntime
 from devolo_mqtt.store import JsonStore
+from devolo_mqtt.tasks import honour_cancellation
 
 log = structlog.get_logger("devolo_mqtt.network")
 

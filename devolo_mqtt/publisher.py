@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from devolo_mqtt.clock import iso, utc_now
 from devolo_mqtt.model import Json
 from devolo_mqtt.mqtt import MqttSession
-from devolo_mqtt.state import iso, utc_now
 from devolo_mqtt.topics import Topics
 
 

@@ -12,18 +12,18 @@ import structlog
 from devolo_mqtt import capabilities, commands, inventory
 from devolo_mqtt.adapter import AdapterRuntime
 from devolo_mqtt.backoff import Backoff
+from devolo_mqtt.clock import utc_now
 from devolo_mqtt.device import DevoloClient
-from devolo_mqtt.discovery import Found
 from devolo_mqtt.errors import DeviceRefusedError
 from devolo_mqtt.ha_publisher import HaPublisher, Node
+from devolo_mqtt.mdns import Found
 from devolo_mqtt.model import PLCNET, Json, Station
 from devolo_mqtt.mqtt import Outgoing
 from devolo_mqtt.names import MacNames
 from devolo_mqtt.network import NetworkMonitor
-from devolo_mqtt.poller import Command, DeviceRuntime
 from devolo_mqtt.publisher import Publisher
+from devolo_mqtt.runtime import Command, DeviceRuntime
 from devolo_mqtt.settings import DeviceConfig, Settings
-from devolo_mqtt.state import utc_now
 from devolo_mqtt.topics import device_id_problem
 from devolo_mqtt.wifi import WifiTracker
 

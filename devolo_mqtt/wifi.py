@@ -16,11 +16,12 @@ from typing import Any
 import aiooui
 import structlog
 
+from devolo_mqtt.changes import ChangeFilter
+from devolo_mqtt.clock import iso, utc_now
 from devolo_mqtt.mac import colon_mac, display_mac, is_random
 from devolo_mqtt.model import Json, Station
 from devolo_mqtt.names import MacNames
 from devolo_mqtt.settings import WifiSettings
-from devolo_mqtt.state import ChangeFilter, iso, utc_now
 from devolo_mqtt.store import JsonStore
 
 log = structlog.get_logger("devolo_mqtt.wifi")

@@ -16,6 +16,8 @@ import structlog
 from devolo_mqtt import capabilities
 from devolo_mqtt.backoff import Backoff
 from devolo_mqtt.capabilities import Source
+from devolo_mqtt.changes import ChangeFilter
+from devolo_mqtt.clock import iso, utc_now
 from devolo_mqtt.device import DevoloClient
 from devolo_mqtt.errors import (
     CommandError,
@@ -23,14 +25,12 @@ from devolo_mqtt.errors import (
     DeviceProtocolError,
     DeviceUnavailableError,
     DevoloMqttError,
-    first_of,
-    honour_cancellation,
 )
 from devolo_mqtt.model import DeviceIdentity, Json
 from devolo_mqtt.settings import DeviceConfig, Settings
-from devolo_mqtt.state import ChangeFilter, iso, utc_now
+from devolo_mqtt.tasks import first_of, honour_cancellation
 
-log = structlog.get_logger("devolo_mqtt.poller")
+log = structlog.get_logger("devolo_mqtt.runtime")
 _FIRST_RETRY = 5.0
 
 
@@ -62,7 +62,7 @@ class Command:
 
 
 @dataclass
-class Health:
+class PollStats:
     """Per-device figures for `bridge/health`."""
 
     last_poll: datetime | None = None
@@ -99,7 +99,7 @@ class DeviceRuntime:
         self.identity_: DeviceIdentity | None = None
         self.online: bool | None = None
         self.overview_name = ""
-        self.health = Health()
+        self.stats = PollStats()
         self.last_seen: datetime | None = None
         self._locate_until = 0.0
         self.guest_duration = settings.guest_wifi.default_duration
@@ -292,9 +292,9 @@ class DeviceRuntime:
         self._set_online(True)
         self._hooks.source_read(self, source.name, self._data[source.name])
         self.last_seen = utc_now()
-        self.health.last_poll = self.last_seen
+        self.stats.last_poll = self.last_seen
         if self._client.last_latency is not None:
-            self.health.latency_ms = round(self._client.last_latency * 1000, 1)
+            self.stats.latency_ms = round(self._client.last_latency * 1000, 1)
         return True
 
     async def _locate_watch(self) -> None:
@@ -357,7 +357,7 @@ class DeviceRuntime:
             self._probe_backoff.reset()
         else:
             self._retry_at = self._clock() + self._probe_backoff.next()
-            self.health.last_error = reason
+            self.stats.last_error = reason
         if self.online is online:
             return
         before, self.online = self.online, online
@@ -378,13 +378,13 @@ class DeviceRuntime:
         self._hooks.device_availability(self)
 
     def _note_error(self, source: str, message: str) -> None:
-        self.health.last_error = message
-        if self.health.errors.get(source) != message:
-            self.health.errors[source] = message
+        self.stats.last_error = message
+        if self.stats.errors.get(source) != message:
+            self.stats.errors[source] = message
             self._log.warning("device_error", source=source, error=message)
 
     def _clear_error(self, source: str) -> None:
-        if self.health.errors.pop(source, None) is not None:
+        if self.stats.errors.pop(source, None) is not None:
             self._log.info("device_error_cleared", source=source)
 
 

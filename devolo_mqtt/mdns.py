@@ -13,7 +13,7 @@ import structlog
 from zeroconf import ServiceStateChange, Zeroconf
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
-log = structlog.get_logger("devolo_mqtt.discovery")
+log = structlog.get_logger("devolo_mqtt.mdns")
 DEVICEAPI = "_dvl-deviceapi._tcp.local."
 HOME_CONTROL_MT = frozenset({"2600", "2601"})  # devolo Home Control central units: not ours
 _INFO_TIMEOUT_MS = 3000

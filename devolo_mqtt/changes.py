@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 from devolo_mqtt.model import Json
 
@@ -24,13 +23,3 @@ class ChangeFilter:
             return False
         self.last, self._last_at = state, self._clock()
         return True
-
-
-def utc_now() -> datetime:
-    """Wall-clock time for `last_seen`, events and measurements."""
-    return datetime.now(UTC)
-
-
-def iso(moment: datetime | None) -> str | None:
-    """ISO 8601 UTC with second precision (`…Z`)."""
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z") if moment else None
