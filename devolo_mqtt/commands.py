@@ -6,17 +6,46 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import structlog
 
 from devolo_mqtt import capabilities
 from devolo_mqtt.errors import CommandError, DeviceAuthError, DeviceProtocolError, DeviceUnavailableError
 from devolo_mqtt.inbound import BadPayload, decode_json, decode_text
-from devolo_mqtt.model import Json
-from devolo_mqtt.runtime import Command, DeviceRuntime
+from devolo_mqtt.model import DeviceIdentity, Json
 
 log = structlog.get_logger("devolo_mqtt.commands")
+
+
+@dataclass
+class Command:
+    """A command for one device, as parsed from MQTT."""
+
+    values: dict[str, Json]
+    single_key: bool = False
+    transaction: Json = None
+    response_topic: str | None = None
+    correlation: bytes | None = None
+
+
+class Device(capabilities.Target, Protocol):
+    """What a command needs of a device (a `runtime.DeviceRuntime`)."""
+
+    id: str
+    online: bool | None
+
+    @property
+    def identity_(self) -> DeviceIdentity | None: ...
+
+    def current_state(self) -> dict[str, Json]: ...
+
+    def publish_state(self, *, force: bool = False) -> None: ...
+
+
+Answer = Callable[[str, Command, dict[str, Any]], None]  # (device id, command, result payload)
+SharedChanged = Callable[[Device, str], None]  # a write changed a source every mesh peer shares
 
 
 def parse_command(
@@ -78,12 +107,29 @@ def result_payload(
     return payload
 
 
+class Executor:
+    """Runs commands (injected into every device runtime): write, read back, answer."""
+
+    def __init__(self, *, answer: Answer, shared_changed: SharedChanged) -> None:
+        self._answer = answer
+        self._shared_changed = shared_changed
+
+    async def __call__(self, runtime: Device, command: Command) -> None:
+        """Run one command against one device and answer it."""
+        await execute(
+            runtime,
+            command,
+            answer=lambda c, p: self._answer(runtime.id, c, p),
+            shared_changed=self._shared_changed,
+        )
+
+
 async def execute(
-    runtime: DeviceRuntime,
+    runtime: Device,
     command: Command,
     *,
     answer: Callable[[Command, dict[str, Any]], None],
-    shared_changed: Callable[[DeviceRuntime, str], None],
+    shared_changed: SharedChanged,
 ) -> None:
     """Run one command against one device and answer it."""
     keys = list(command.values)
@@ -122,7 +168,7 @@ async def execute(
     answer(command, result_payload(command, label, "ok", state=_subset(runtime, keys)))
 
 
-def _subset(runtime: DeviceRuntime, keys: list[str]) -> dict[str, Json]:
+def _subset(runtime: Device, keys: list[str]) -> dict[str, Json]:
     state = runtime.current_state()
     return {k: state[k] for k in keys if k in state}
 

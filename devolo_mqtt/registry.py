@@ -22,7 +22,7 @@ from devolo_mqtt.mqtt import Outgoing
 from devolo_mqtt.names import MacNames
 from devolo_mqtt.network import NetworkMonitor
 from devolo_mqtt.publisher import Publisher
-from devolo_mqtt.runtime import Command, DeviceRuntime
+from devolo_mqtt.runtime import DeviceRuntime
 from devolo_mqtt.settings import DeviceConfig, Settings
 from devolo_mqtt.topics import device_id_problem
 from devolo_mqtt.wifi import WifiTracker
@@ -58,6 +58,12 @@ class DeviceRegistry:
             if not d.manageable and d.enabled and d.mac
         }
         self._refused: dict[str, str] = {}  # serial → why it is not bridged (logged once)
+        self._executor = commands.Executor(
+            answer=lambda device_id, c, p: publisher.set_result(
+                device_id, c.response_topic, c.correlation, p
+            ),
+            shared_changed=self._shared_changed,
+        )
         self._group: asyncio.TaskGroup | None = None
         self._client_factory: ClientFactory | None = None
         self.networks: NetworkMonitor | None = None
@@ -121,6 +127,7 @@ class DeviceRegistry:
             settings=self._settings,
             client_factory=self._client_factory,
             hooks=self,
+            executor=self._executor,
             clock=self._clock,
         )
         self.runtimes[device_id] = runtime
@@ -214,16 +221,7 @@ class DeviceRegistry:
         """An event on `bridge/event`."""
         self._out.event(kind, data)
 
-    async def execute(self, runtime: DeviceRuntime, command: Command) -> None:
-        """Run a command for a device and answer it."""
-        await commands.execute(
-            runtime,
-            command,
-            answer=lambda c, p: self._out.set_result(runtime.id, c.response_topic, c.correlation, p),
-            shared_changed=self._shared_changed,
-        )
-
-    def _shared_changed(self, changed: DeviceRuntime, source_name: str) -> None:
+    def _shared_changed(self, changed: commands.Device, source_name: str) -> None:
         source = capabilities.SOURCE_BY_NAME[source_name]
         for runtime in self.runtimes.values():
             if runtime is not changed and runtime.identity_ and runtime.identity_.supports(source.feature):

@@ -13,13 +13,13 @@ import aiomqtt
 import structlog
 
 from devolo_mqtt import bridge_requests, commands
+from devolo_mqtt.commands import Command
 from devolo_mqtt.errors import CommandError
 from devolo_mqtt.ha_publisher import HaPublisher
 from devolo_mqtt.inbound import as_bytes
 from devolo_mqtt.instance import InstanceGuard
 from devolo_mqtt.publisher import Publisher
 from devolo_mqtt.registry import DeviceRegistry
-from devolo_mqtt.runtime import Command
 from devolo_mqtt.tasks import honour_cancellation
 from devolo_mqtt.topics import Topics
 

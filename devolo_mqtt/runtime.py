@@ -18,6 +18,7 @@ from devolo_mqtt.backoff import Backoff
 from devolo_mqtt.capabilities import Source
 from devolo_mqtt.changes import ChangeFilter
 from devolo_mqtt.clock import iso, utc_now
+from devolo_mqtt.commands import Command, Executor
 from devolo_mqtt.device import DevoloClient
 from devolo_mqtt.errors import (
     CommandError,
@@ -47,19 +48,6 @@ class RuntimeHooks(Protocol):
 
     def source_read(self, runtime: DeviceRuntime, source: str, value: Any) -> None: ...
 
-    async def execute(self, runtime: DeviceRuntime, command: Command) -> None: ...
-
-
-@dataclass
-class Command:
-    """A command for one device, as parsed from MQTT (or an internal refresh when `internal`)."""
-
-    values: dict[str, Json]
-    single_key: bool = False
-    transaction: Json = None
-    response_topic: str | None = None
-    correlation: bytes | None = None
-
 
 @dataclass
 class PollStats:
@@ -83,6 +71,7 @@ class DeviceRuntime:
         settings: Settings,
         client_factory: Callable[[str, str], DevoloClient],
         hooks: RuntimeHooks,
+        executor: Executor,
         clock: Callable[[], float],
     ) -> None:
         self.id = device_id
@@ -94,6 +83,7 @@ class DeviceRuntime:
         self._settings = settings
         self._client_factory = client_factory
         self._hooks = hooks
+        self._execute = executor
         self._clock = clock
         self._client = client_factory(ip, settings.password_for(config))
         self.identity_: DeviceIdentity | None = None
@@ -312,7 +302,7 @@ class DeviceRuntime:
         while True:
             command = await self.commands.get()
             structlog.contextvars.bind_contextvars(device=self.id)
-            await self._hooks.execute(self, command)
+            await self._execute(self, command)
             honour_cancellation()
 
     async def _refresh_worker(self) -> None:

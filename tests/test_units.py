@@ -1,0 +1,125 @@
+"""Unit tests of the pure parts, with an injected clock: command parsing, the change filter, WiFi
+presence (roams, grace period, random MACs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devolo_mqtt.changes import ChangeFilter
+from devolo_mqtt.commands import parse_command
+from devolo_mqtt.errors import CommandError
+from devolo_mqtt.model import Station
+from devolo_mqtt.names import MacNames
+from devolo_mqtt.settings import WifiSettings
+from devolo_mqtt.wifi import WifiOutput, WifiTracker
+
+PHONE, RANDOM = "001122334455", "02AABBCCDDEE"
+
+
+class Clock:
+    """Time that moves only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_parse_command_single_key_json_and_errors() -> None:
+    """Plain values for `/set/<key>`, JSON objects for `/set`; every malformed payload is a CommandError."""
+    single = parse_command("leds", b" OFF \n", response_topic="r/t", correlation=b"c")
+    assert single.values == {"leds": "OFF"} and single.single_key and single.response_topic == "r/t"
+    multi = parse_command(None, b'{"guest_wifi": "ON", "guest_duration": 30, "transaction": 7}')
+    assert multi.values == {"guest_wifi": "ON", "guest_duration": 30} and multi.transaction == 7
+    assert not multi.single_key
+    nested = parse_command(None, b'{"leds": [1]}')
+    assert nested.values == {"leds": "[1]"}  # non-scalars reach validation as text (and fail there)
+    for key, payload, reason in [
+        (None, b"{", "not valid JSON"),
+        (None, b"[]", "JSON object"),
+        (None, b'{"transaction": 1}', "no key"),
+        (None, b"[" * 50, "nested too deeply"),
+        ("leds", b"\xff\xfe", "not UTF-8"),
+        ("leds", b"x" * 5000, "too large"),
+    ]:
+        with pytest.raises(CommandError, match=reason):
+            parse_command(key, payload)
+    with pytest.raises(CommandError, match="retained"):
+        parse_command("leds", b"OFF", retain=True)
+
+
+def test_change_filter_publishes_on_change_force_and_heartbeat_only() -> None:
+    """Unchanged state costs nothing until the heartbeat; a change or `force` goes out at once."""
+    clock = Clock()
+    change = ChangeFilter(heartbeat=300, clock=clock)
+    assert change.should_publish({"a": 1})
+    assert not change.should_publish({"a": 1})
+    clock.now += 299
+    assert not change.should_publish({"a": 1})
+    assert change.should_publish({"a": 2})
+    assert change.should_publish({"a": 2}, force=True)
+    clock.now += 300
+    assert change.should_publish({"a": 2})  # heartbeat
+    assert change.last == {"a": 2}
+
+
+def _tracker(tmp_path: Path, clock: Clock, **settings: Any) -> tuple[WifiTracker, dict[str, list[Any]]]:
+    seen: dict[str, list[Any]] = {"lists": [], "presence": [], "events": [], "trackers": []}
+    out = WifiOutput(
+        client_list=lambda ap, p: seen["lists"].append((ap, p)),
+        presence=lambda mac, p: seen["presence"].append((mac, p)),
+        event=lambda kind, data: seen["events"].append((kind, data)),
+        tracker_config=lambda mac: seen["trackers"].append(mac),
+    )
+    tracker = WifiTracker(
+        WifiSettings(consider_home=60, **settings),
+        MacNames({}, tmp_path / "names.json"),
+        out,
+        state_file=tmp_path / "wifi.json",
+        clock=clock,
+        heartbeat=300,
+    )
+    return tracker, seen
+
+
+def _station(mac: str, band: str = "5") -> Station:
+    return Station(mac=mac, band=band, wifi="main", rx_rate=100, tx_rate=100)
+
+
+def test_wifi_tracker_roam_grace_and_departure(tmp_path: Path) -> None:
+    """A roam is one event and stays home; gone from every AP it turns not_home after the grace only."""
+    clock = Clock()
+    tracker, seen = _tracker(tmp_path, clock)
+    tracker.update_ap("ap1", [_station(PHONE)])
+    clock.now += 10
+    tracker.update_ap("ap2", [_station(PHONE, "2.4")])
+    tracker.update_ap("ap1", [])
+    kinds = [kind for kind, _ in seen["events"]]
+    assert kinds == ["wifi_connected", "wifi_roamed"]
+    assert tracker.presence[PHONE].state == "home" and tracker.presence[PHONE].ap == "ap2"
+    tracker.update_ap("ap2", [])
+    clock.now += 59
+    tracker.expire()
+    assert tracker.presence[PHONE].state == "home"  # within the grace period
+    clock.now += 2
+    tracker.expire()
+    assert tracker.presence[PHONE].state == "not_home"
+    assert [kind for kind, _ in seen["events"]][-1] == "wifi_disconnected"
+    assert seen["presence"][-1][1]["state"] == "not_home"
+
+
+def test_wifi_tracker_random_macs_untracked_unless_asked(tmp_path: Path) -> None:
+    """A random (locally administered) MAC is listed but gets no presence, unless `track_random`."""
+    clock = Clock()
+    tracker, seen = _tracker(tmp_path, clock)
+    tracker.update_ap("ap1", [_station(RANDOM)])
+    assert RANDOM not in tracker.presence and seen["events"] == []
+    assert seen["lists"][-1][1]["clients"][0]["random"] is True
+    tracker_all, seen_all = _tracker(tmp_path / "b", clock, track_random=True)
+    tracker_all.update_ap("ap1", [_station(RANDOM)])
+    assert tracker_all.presence[RANDOM].state == "home"
+    assert [kind for kind, _ in seen_all["events"]] == ["wifi_connected"]
