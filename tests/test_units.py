@@ -73,7 +73,7 @@ def _tracker(tmp_path: Path, clock: Clock, **settings: Any) -> tuple[WifiTracker
         client_list=lambda ap, p: seen["lists"].append((ap, p)),
         presence=lambda mac, p: seen["presence"].append((mac, p)),
         event=lambda kind, data: seen["events"].append((kind, data)),
-        tracker_config=lambda mac: seen["trackers"].append(mac),
+        tracker_config=seen["trackers"].append,
     )
     tracker = WifiTracker(
         WifiSettings(consider_home=60, **settings),
