@@ -99,7 +99,11 @@ class HaEntity:
     unit: str | None = None
     state_class: str | None = None
     enabled_by_default: bool = True
-    options: dict[str, Json] = field(default_factory=dict)
+    # Where the entity's state comes from: the device's state object, or its availability topic.
+    state_from: Literal["state", "availability"] = "state"
+    installed_key: str | None = None  # update entities: the state key with the installed version…
+    install_key: str | None = None  # …and the action key that installs
+    extra: dict[str, Json] = field(default_factory=dict)  # static keys copied into the payload as is
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,7 +260,7 @@ CAPABILITIES: tuple[Capability, ...] = (
             icon="mdi:timer-outline",
             entity_category="config",
             unit="min",
-            options={"min": 0, "max": GUEST_MAX_MINUTES, "step": 1, "mode": "box"},
+            extra={"min": 0, "max": GUEST_MAX_MINUTES, "step": 1, "mode": "box"},
         ),
     ),
     Capability(
@@ -293,7 +297,8 @@ CAPABILITIES: tuple[Capability, ...] = (
             "update",
             "Firmware",
             entity_category="config",
-            options={"installed": "firmware", "install": "install_update"},
+            installed_key="firmware",
+            install_key="install_update",
         ),
     ),
     Capability(
@@ -332,7 +337,7 @@ CAPABILITIES: tuple[Capability, ...] = (
             "Connectivity",
             device_class="connectivity",
             entity_category="diagnostic",
-            options={"state_topic": "availability"},
+            state_from="availability",
         ),
     ),
     Capability(

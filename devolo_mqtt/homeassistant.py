@@ -132,8 +132,7 @@ def entity_config(ctx: HaContext, device: HaDevice, capability: Capability) -> P
     t = ctx.topics
     payload = _entity_base(ctx, device, capability.key, ha)
     state_topic, template = t.state(device.id), f"{{{{ value_json.{capability.key} }}}}"
-    options = dict(ha.options)
-    if options.pop("state_topic", None) == "availability":
+    if ha.state_from == "availability":
         # Connectivity shows the device's own availability, so it must stay available itself.
         payload["availability"] = [{"topic": t.bridge_state}]
         payload.pop("availability_mode")
@@ -141,13 +140,14 @@ def entity_config(ctx: HaContext, device: HaDevice, capability: Capability) -> P
     elif ha.component == "button":
         payload.update(command_topic=t.set(device.id, capability.key), payload_press="PRESS")
     elif ha.component == "update":
-        installed, install = options.pop("installed"), options.pop("install")
+        assert ha.installed_key is not None  # table invariants (tests/test_capabilities.py)
+        assert ha.install_key is not None
         payload.update(
             state_topic=state_topic,
-            value_template=f"{{{{ value_json.{installed} }}}}",
+            value_template=f"{{{{ value_json.{ha.installed_key} }}}}",
             latest_version_topic=state_topic,
-            latest_version_template=f"{{{{ value_json.{capability.key} or value_json.{installed} }}}}",
-            command_topic=t.set(device.id, str(install)),
+            latest_version_template=f"{{{{ value_json.{capability.key} or value_json.{ha.installed_key} }}}}",
+            command_topic=t.set(device.id, ha.install_key),
             payload_install="install",
         )
     elif ha.component == "binary_sensor":
@@ -163,7 +163,7 @@ def entity_config(ctx: HaContext, device: HaDevice, capability: Capability) -> P
             payload["command_topic"] = t.set(device.id, capability.key)
         if ha.component == "switch":
             payload.update(payload_on="ON", payload_off="OFF", state_on="ON", state_off="OFF")
-    payload.update(options)
+    payload.update(ha.extra)
     return payload
 
 

@@ -13,11 +13,14 @@ import structlog
 from zeroconf import ServiceStateChange, Zeroconf
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
+from devolo_mqtt.backoff import Backoff
+from devolo_mqtt.tasks import honour_cancellation
+
 log = structlog.get_logger("devolo_mqtt.mdns")
 DEVICEAPI = "_dvl-deviceapi._tcp.local."
 HOME_CONTROL_MT = frozenset({"2600", "2601"})  # devolo Home Control central units: not ours
 _INFO_TIMEOUT_MS = 3000
-_RESOLVE_ATTEMPTS = 3  # a busy network drops mDNS answers; one lost answer must not lose a device
+_QUIET_ATTEMPTS = 3  # failed resolutions before one INFO line (a busy network drops mDNS answers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +67,7 @@ class Discovery:
         self._on_gone = on_gone
         self._accept = accept  # by address: devices elsewhere are neither found nor gone
         self._names: dict[str, str] = {}  # service name → serial
-        self._pending: set[asyncio.Task[None]] = set()
+        self._resolving: dict[str, asyncio.Task[None]] = {}  # service name → its resolution
 
     async def run(self) -> None:
         """Browse until cancelled."""
@@ -74,31 +77,38 @@ class Discovery:
             await asyncio.Event().wait()
         finally:
             await browser.async_cancel()
-            for task in self._pending:
+            for task in self._resolving.values():
                 task.cancel()
 
     def _changed(
         self, zeroconf: Zeroconf, service_type: str, name: str, state_change: ServiceStateChange
     ) -> None:
         if state_change is ServiceStateChange.Removed:
+            if (pending := self._resolving.pop(name, None)) is not None:
+                pending.cancel()
             serial = self._names.pop(name, None)
             if serial is not None:
                 self._on_gone(serial)
             return
+        if name in self._resolving:
+            return  # already being resolved (an update while it is): one resolution per name
         # Resolving needs I/O; these tasks are owned here and cancelled with the browser.
         task = asyncio.get_running_loop().create_task(self._resolve(name))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        self._resolving[name] = task
+        task.add_done_callback(lambda _: self._resolving.pop(name, None))
 
     async def _resolve(self, name: str) -> None:
+        """Ask until the device answers (or leaves): one lost answer must never lose a device for good."""
         info = AsyncServiceInfo(DEVICEAPI, name)
-        for attempt in range(_RESOLVE_ATTEMPTS):
-            if await info.async_request(self._zeroconf.zeroconf, _INFO_TIMEOUT_MS):
-                break
-            log.debug("discovery_resolve_retry", service=name, attempt=attempt + 1)
-        else:
-            log.info("discovery_unresolved", service=name)  # the browser reports it again on its next update
-            return
+        backoff = Backoff(2.0, 60.0, jitter=0.2)
+        attempt = 0
+        while not await info.async_request(self._zeroconf.zeroconf, _INFO_TIMEOUT_MS):
+            attempt += 1
+            honour_cancellation()
+            (log.info if attempt == _QUIET_ATTEMPTS else log.debug)(
+                "discovery_unresolved", service=name, attempt=attempt
+            )
+            await asyncio.sleep(backoff.next())
         found = _found(info)
         if found is not None and self._accept(found.ip):
             self._names[name] = found.serial

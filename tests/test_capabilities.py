@@ -45,6 +45,9 @@ def test_capabilities_every_write_has_a_parse_and_known_feature() -> None:
             assert source in capabilities.SOURCE_BY_NAME, (capability.key, source)
         if capability.ha is not None:
             assert capability.ha.component in HA_COMPONENTS
+            if capability.ha.component == "update":  # installed version and install action are keys
+                assert capability.ha.installed_key in capabilities.BY_KEY, capability.key
+                assert capabilities.BY_KEY[str(capability.ha.install_key)].kind == "action", capability.key
     for each in SOURCES:
         assert each.feature in KNOWN_FEATURES
 

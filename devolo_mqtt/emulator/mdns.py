@@ -15,6 +15,7 @@ import functools
 import hashlib
 import random
 import socket
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -29,6 +30,9 @@ MDNS_PORT = 5353
 _TYPE_ANY = 255
 _FLAGS_RESPONSE = 0x8400  # QR | AA
 _SERVICES = "_services._dns-sd._udp.local."
+
+
+_COPY_EVERY = 5.0  # seconds between multicast copies of one device's unicast answers
 
 
 def api_path(serial: str) -> str:
@@ -180,6 +184,7 @@ class MdnsResponder:
         self._transports: dict[str, asyncio.DatagramTransport] = {}
         self._group: asyncio.DatagramTransport | None = None
         self._queriers: dict[str, set[tuple[str, int]]] = {}
+        self._copied: dict[str, float] = {}  # serial → when a unicast answer was last multicast too
 
     async def start(self) -> None:
         """Open one socket per device address and one for the multicast group."""
@@ -223,8 +228,13 @@ class MdnsResponder:
             self._queriers.setdefault(device.serial, set()).add(addr)
             # Several mDNS stacks on one host share port 5353 (SO_REUSEPORT), and the kernel hands a
             # unicast reply to just one of them — not necessarily the querier's. A multicast copy
-            # (RFC 6762 §5.4 allows it for a QU question) reaches every stack, the querier's included.
-            self._send(device, packets, (MDNS_GROUP, MDNS_PORT))
+            # (RFC 6762 §5.4: multicast a QU answer not multicast recently) reaches every stack, the
+            # querier's included; at most one per device per few seconds, so 200 devices connecting
+            # at once do not double the mDNS traffic.
+            now = time.monotonic()
+            if now - self._copied.get(device.serial, -_COPY_EVERY) >= _COPY_EVERY:
+                self._copied[device.serial] = now
+                self._send(device, packets, (MDNS_GROUP, MDNS_PORT))
 
     def _on_multicast(self, data: bytes, addr: tuple[str, int]) -> None:
         incoming = DNSIncoming(data)
