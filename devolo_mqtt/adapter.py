@@ -11,9 +11,10 @@ from typing import Any, Protocol
 import structlog
 
 from devolo_mqtt import capabilities
+from devolo_mqtt.capabilities import PLC_VIEW, SourceKey, T
 from devolo_mqtt.changes import ChangeFilter
 from devolo_mqtt.clock import iso
-from devolo_mqtt.model import PLC, DeviceIdentity, Json, PlcDevice, PlcView
+from devolo_mqtt.model import DeviceIdentity, Json, PlcDevice, PlcView
 from devolo_mqtt.settings import DeviceConfig
 
 log = structlog.get_logger("devolo_mqtt.adapter")
@@ -64,7 +65,7 @@ class AdapterRuntime:
         self.overview_name = ""
         self.last_seen: datetime | None = None
         self._firmware = ""
-        self._data: dict[str, Any] = {}
+        self._data: dict[SourceKey[Any], Any] = {}
         self._hooks = hooks
         self._clock = clock
         self._wall = now
@@ -87,9 +88,10 @@ class AdapterRuntime:
         """The bridge clock."""
         return self._clock()
 
-    def data(self, source: str) -> Any:
-        """The last PLC view."""
-        return self._data.get(source)
+    def data(self, key: SourceKey[T]) -> T | None:
+        """The last PLC view (adapters have no other source)."""
+        value: T | None = self._data.get(key)
+        return value
 
     @property
     def name(self) -> str:
@@ -103,10 +105,9 @@ class AdapterRuntime:
         if device is not None and view is not None:
             self.overview_name, self._firmware = device.name, device.firmware
             self.last_seen = self._wall()
-            self._data[PLC] = view
-        elif isinstance(self._data.get(PLC), PlcView):
-            old: PlcView = self._data[PLC]
-            self._data[PLC] = PlcView(
+            self._data[PLC_VIEW] = view
+        elif (old := self.data(PLC_VIEW)) is not None:
+            self._data[PLC_VIEW] = PlcView(
                 old.network, old.attached_to_router, old.devices, dict.fromkeys(old.links), old.router_macs
             )
         if self.online is not present:

@@ -6,9 +6,9 @@ entities from `ha`, `commands.py` executes `parse` + `write`); nothing elsewhere
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from devolo_mqtt.errors import CommandError
 from devolo_mqtt.model import (
@@ -25,9 +25,24 @@ from devolo_mqtt.model import (
 from devolo_mqtt.settings import PollingSettings
 
 LOCATE_SECONDS = 120.0
-PLC_SOURCE = "plc"  # fed by the network monitor (one overview per network), not polled per device
 GUEST_MAX_MINUTES = 24 * 60
-STATIONS = "stations"  # the source whose value (a station list) also feeds the WiFi tracker
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class SourceKey(Generic[T]):
+    """What one source reads, as a typed key: `data(GUEST)` is a `GuestWifi` (or None before a read)."""
+
+    name: str
+
+
+LEDS: SourceKey[bool] = SourceKey("leds")
+UPTIME: SourceKey[int] = SourceKey("uptime")
+GUEST: SourceKey[GuestWifi] = SourceKey("guest")
+NEIGHBORS: SourceKey[int] = SourceKey("neighbors")
+STATIONS: SourceKey[list[Station]] = SourceKey("stations")  # also feeds the WiFi tracker
+FIRMWARE: SourceKey[FirmwareCheck] = SourceKey("firmware")
+PLC_VIEW: SourceKey[PlcView] = SourceKey("plc")  # fed by the network monitor, not polled per device
 
 
 class DeviceClient(Protocol):
@@ -61,7 +76,7 @@ class Readings(Protocol):
     @property
     def now(self) -> float: ...
 
-    def data(self, source: str) -> Any: ...
+    def data(self, key: SourceKey[T]) -> T | None: ...
 
     locate_until: float
     guest_duration: int
@@ -73,18 +88,23 @@ class Target(Readings, Protocol):
     @property
     def client(self) -> DeviceClient: ...
 
-    async def refresh(self, sources: tuple[str, ...] | None = None) -> None: ...
+    async def refresh(self, sources: Collection[SourceKey[Any]] | None = None) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
 class Source:
     """One poll of one device: what it reads, which feature gates it, how often."""
 
-    name: str
+    key: SourceKey[Any]
     feature: str
     interval: Callable[[PollingSettings], float]
     read: Callable[[DeviceClient], Awaitable[Any]]
     shared: bool = False  # one value across a WiFi mesh: a write refreshes every access point
+
+    @property
+    def name(self) -> str:
+        """The source's name (task names, logs)."""
+        return self.key.name
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +136,7 @@ class Capability:
     value: Callable[[Readings], Json] | None = None
     parse: Callable[[Json], Any] | None = None
     write: Callable[[Target, Any], Awaitable[None]] | None = None
-    refresh: tuple[str, ...] = ()
+    refresh: tuple[SourceKey[Any], ...] = ()
     order: int = 0  # writes of one command run by ascending order
     ha: HaEntity | None = None
 
@@ -162,18 +182,15 @@ def parse_action(raw: Json) -> None:
 
 
 def _guest(r: Readings) -> GuestWifi | None:
-    data: GuestWifi | None = r.data("guest")
-    return data
+    return r.data(GUEST)
 
 
 def _plc(r: Readings) -> PlcView | None:
-    data: PlcView | None = r.data(PLC_SOURCE)
-    return data
+    return r.data(PLC_VIEW)
 
 
 def _fw(r: Readings) -> FirmwareCheck | None:
-    data: FirmwareCheck | None = r.data("firmware")
-    return data
+    return r.data(FIRMWARE)
 
 
 # --- writes ---------------------------------------------------------------------------------------
@@ -210,22 +227,22 @@ def _action(call: Callable[[DeviceClient], Awaitable[None]]) -> Callable[[Target
 
 # --- the tables -----------------------------------------------------------------------------------
 SOURCES: tuple[Source, ...] = (
-    Source("leds", "led", lambda p: p.state, lambda c: c.leds()),
-    Source("uptime", "restart", lambda p: p.state, lambda c: c.uptime()),
-    Source("guest", "wifi1", lambda p: p.state, lambda c: c.guest(), shared=True),
-    Source("neighbors", "wifi1", lambda p: p.neighbors, lambda c: c.neighbor_count()),
+    Source(LEDS, "led", lambda p: p.state, lambda c: c.leds()),
+    Source(UPTIME, "restart", lambda p: p.state, lambda c: c.uptime()),
+    Source(GUEST, "wifi1", lambda p: p.state, lambda c: c.guest(), shared=True),
+    Source(NEIGHBORS, "wifi1", lambda p: p.neighbors, lambda c: c.neighbor_count()),
     Source(STATIONS, "wifi1", lambda p: p.wifi, lambda c: c.stations()),
-    Source("firmware", "update", lambda p: p.firmware, lambda c: c.firmware_check()),
+    Source(FIRMWARE, "update", lambda p: p.firmware, lambda c: c.firmware_check()),
 )
 
 CAPABILITIES: tuple[Capability, ...] = (
     Capability(
         "leds",
         "led",
-        value=lambda r: on_off(r.data("leds")),
+        value=lambda r: on_off(r.data(LEDS)),
         parse=parse_on_off,
         write=_write_leds,
-        refresh=("leds",),
+        refresh=(LEDS,),
         ha=HaEntity("switch", "LEDs", icon="mdi:led-on", entity_category="config"),
     ),
     Capability(
@@ -242,7 +259,7 @@ CAPABILITIES: tuple[Capability, ...] = (
         value=lambda r: on_off(g.enabled) if (g := _guest(r)) else None,
         parse=parse_on_off,
         write=_write_guest,
-        refresh=("guest",),
+        refresh=(GUEST,),
         order=1,
         ha=HaEntity("switch", "Guest WiFi", icon="mdi:wifi-lock-open"),
     ),
@@ -252,7 +269,7 @@ CAPABILITIES: tuple[Capability, ...] = (
         value=lambda r: r.guest_duration,
         parse=parse_minutes,
         write=_write_guest_duration,
-        refresh=("guest",),
+        refresh=(GUEST,),
         order=0,
         ha=HaEntity(
             "number",
@@ -304,7 +321,7 @@ CAPABILITIES: tuple[Capability, ...] = (
     Capability(
         "uptime",
         "restart",
-        value=lambda r: r.data("uptime"),
+        value=lambda r: r.data(UPTIME),
         ha=HaEntity(
             "sensor",
             "Uptime",
@@ -319,7 +336,7 @@ CAPABILITIES: tuple[Capability, ...] = (
     Capability(
         "neighbor_aps",
         "wifi1",
-        value=lambda r: r.data("neighbors"),
+        value=lambda r: r.data(NEIGHBORS),
         ha=HaEntity(
             "sensor",
             "Neighboring WiFi networks",
@@ -418,7 +435,7 @@ CAPABILITIES: tuple[Capability, ...] = (
 )
 
 BY_KEY: dict[str, Capability] = {c.key: c for c in CAPABILITIES}
-SOURCE_BY_NAME: dict[str, Source] = {s.name: s for s in SOURCES}
+SOURCE_BY_KEY: dict[SourceKey[Any], Source] = {s.key: s for s in SOURCES}
 
 
 def supported(identity: DeviceIdentity) -> list[Capability]:

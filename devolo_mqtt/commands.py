@@ -12,6 +12,7 @@ from typing import Any, Protocol
 import structlog
 
 from devolo_mqtt import capabilities
+from devolo_mqtt.capabilities import SourceKey
 from devolo_mqtt.errors import CommandError, DeviceAuthError, DeviceProtocolError, DeviceUnavailableError
 from devolo_mqtt.inbound import BadPayload, decode_json, decode_text
 from devolo_mqtt.model import DeviceIdentity, Json
@@ -45,7 +46,7 @@ class Device(capabilities.Target, Protocol):
 
 
 Answer = Callable[[str, Command, dict[str, Any]], None]  # (device id, command, result payload)
-SharedChanged = Callable[[Device, str], None]  # a write changed a source every mesh peer shares
+SharedChanged = Callable[[Device, SourceKey[Any]], None]  # a write changed a source every mesh peer shares
 
 
 def parse_command(
@@ -146,17 +147,17 @@ async def execute(
             except ValueError as err:
                 raise CommandError(key, f"bad value: {err}") from None
         plan.sort(key=lambda item: item[0].order)
-        refresh: set[str] = set()
+        refresh: set[SourceKey[Any]] = set()
         for capability, value in plan:
             assert capability.write is not None
             await capability.write(runtime, value)
             refresh.update(capability.refresh)
         if refresh:
-            await runtime.refresh(tuple(sorted(refresh)))  # read back: confirmed, not assumed
+            await runtime.refresh(refresh)  # read back: confirmed, not assumed
         runtime.publish_state(force=True)
         for source in capabilities.SOURCES:
-            if source.shared and source.name in refresh:
-                shared_changed(runtime, source.name)
+            if source.shared and source.key in refresh:
+                shared_changed(runtime, source.key)
     except (CommandError, DeviceUnavailableError, DeviceAuthError, DeviceProtocolError) as err:
         reason = _reason(err)
         if isinstance(err, CommandError) and not command.single_key:

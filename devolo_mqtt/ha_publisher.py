@@ -10,8 +10,8 @@ import structlog
 
 from devolo_mqtt import capabilities, homeassistant
 from devolo_mqtt.adapter import AdapterRuntime
+from devolo_mqtt.capabilities import PLC_VIEW
 from devolo_mqtt.homeassistant import DiscoveryLedger, HaContext, HaDevice, HaLink
-from devolo_mqtt.model import PLC, PlcView
 from devolo_mqtt.publisher import Publisher, dumps
 from devolo_mqtt.runtime import DeviceRuntime
 
@@ -91,7 +91,7 @@ class HaPublisher:
 
     def _ha_device(self, node: Node) -> HaDevice:
         identity = node.identity
-        plc: PlcView | None = node.data(PLC)
+        plc = node.data(PLC_VIEW)
         links = (
             tuple(
                 HaLink(dst, self._link_name(dst), enabled=bool({identity.mac, dst} & plc.router_macs))

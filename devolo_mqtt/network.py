@@ -15,10 +15,11 @@ from pathlib import Path
 import structlog
 
 from devolo_mqtt.adapter import AdapterRuntime
+from devolo_mqtt.capabilities import PLC_VIEW
 from devolo_mqtt.clock import iso, utc_now
 from devolo_mqtt.errors import DevoloMqttError
 from devolo_mqtt.mac import display_mac
-from devolo_mqtt.model import PLC, PLCNET, Overview, PlcDevice, PlcView
+from devolo_mqtt.model import PLCNET, Overview, PlcDevice, PlcView
 from devolo_mqtt.runtime import DeviceRuntime
 from devolo_mqtt.store import JsonStore
 from devolo_mqtt.tasks import honour_cancellation
@@ -99,7 +100,7 @@ class NetworkMonitor:
         round); networks nobody has measured yet are looked at soon."""
         if runtime.identity_ is not None and (last := self._last.get(runtime.identity_.mac or "")):
             runtime.overview_name = last[0].name
-            runtime.feed(PLC, last[1])
+            runtime.feed(PLC_VIEW, last[1])
         self._wake.set()
 
     async def run(self) -> None:
@@ -172,7 +173,7 @@ class NetworkMonitor:
             self._last[device.mac] = (device, view)
             if (runtime := runtimes.get(device.mac)) is not None:
                 runtime.overview_name = device.name
-                runtime.feed(PLC, view)
+                runtime.feed(PLC_VIEW, view)
             elif (adapter := self._adapters.get(device.mac)) is not None:
                 adapter.seen(device, view)
             else:

@@ -12,6 +12,7 @@ import structlog
 from devolo_mqtt import capabilities, commands, inventory
 from devolo_mqtt.adapter import AdapterRuntime
 from devolo_mqtt.backoff import Backoff
+from devolo_mqtt.capabilities import SourceKey
 from devolo_mqtt.clock import utc_now
 from devolo_mqtt.device import DevoloClient
 from devolo_mqtt.errors import DeviceRefusedError
@@ -203,7 +204,7 @@ class DeviceRegistry:
         """A device's state object."""
         self._out.state(runtime.id, state)
 
-    def source_read(self, runtime: DeviceRuntime, source: str, value: Any) -> None:
+    def source_read(self, runtime: DeviceRuntime, source: SourceKey[Any], value: Any) -> None:
         """Station lists go to the WiFi tracker."""
         if source == capabilities.STATIONS and self.wifi is not None:
             stations: list[Station] = value
@@ -221,11 +222,11 @@ class DeviceRegistry:
         """An event on `bridge/event`."""
         self._out.event(kind, data)
 
-    def _shared_changed(self, changed: commands.Device, source_name: str) -> None:
-        source = capabilities.SOURCE_BY_NAME[source_name]
+    def _shared_changed(self, changed: commands.Device, key: SourceKey[Any]) -> None:
+        source = capabilities.SOURCE_BY_KEY[key]
         for runtime in self.runtimes.values():
             if runtime is not changed and runtime.identity_ and runtime.identity_.supports(source.feature):
-                runtime.request_refresh((source_name,))
+                runtime.request_refresh((key,))
 
     # --- what others ask of the devices --------------------------------------------------------------
     def republish_states(self) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -15,7 +15,7 @@ import structlog
 
 from devolo_mqtt import capabilities
 from devolo_mqtt.backoff import Backoff
-from devolo_mqtt.capabilities import Source
+from devolo_mqtt.capabilities import Source, SourceKey, T
 from devolo_mqtt.changes import ChangeFilter
 from devolo_mqtt.clock import iso, utc_now
 from devolo_mqtt.commands import Command, Executor
@@ -46,7 +46,7 @@ class RuntimeHooks(Protocol):
 
     def event(self, kind: str, data: dict[str, Json]) -> None: ...
 
-    def source_read(self, runtime: DeviceRuntime, source: str, value: Any) -> None: ...
+    def source_read(self, runtime: DeviceRuntime, source: SourceKey[Any], value: Any) -> None: ...
 
 
 @dataclass
@@ -93,7 +93,7 @@ class DeviceRuntime:
         self.last_seen: datetime | None = None
         self._locate_until = 0.0
         self.guest_duration = settings.guest_wifi.default_duration
-        self._data: dict[str, Any] = {}
+        self._data: dict[SourceKey[Any], Any] = {}
         self._retry_at = 0.0
         # Offline: only one probe per back-off step (never longer than a state interval).
         self._probe_backoff = Backoff(
@@ -104,7 +104,7 @@ class DeviceRuntime:
         self._moved = asyncio.Event()
         self._locate_changed = asyncio.Event()
         self.commands: asyncio.Queue[Command] = asyncio.Queue(maxsize=100)
-        self._refresh_wanted: set[str] = set()
+        self._refresh_wanted: set[SourceKey[Any]] = set()
         self._refresh_due = asyncio.Event()
         self._log = log.bind(device=device_id, ip=ip)
 
@@ -140,13 +140,14 @@ class DeviceRuntime:
         self._locate_until = value
         self._locate_changed.set()
 
-    def data(self, source: str) -> Any:
+    def data(self, key: SourceKey[T]) -> T | None:
         """The last value a source read (None before the first read)."""
-        return self._data.get(source)
+        value: T | None = self._data.get(key)
+        return value
 
-    def feed(self, source: str, value: Any) -> None:
+    def feed(self, key: SourceKey[T], value: T) -> None:
         """Data read on the device's behalf elsewhere (its PLC network's overview); publish if changed."""
-        self._data[source] = value
+        self._data[key] = value
         self.publish_state()
 
     @property
@@ -156,9 +157,9 @@ class DeviceRuntime:
             return self.config.name
         return self.overview_name or (self.identity_.serial if self.identity_ else self.id)
 
-    def request_refresh(self, sources: tuple[str, ...] | None = None) -> None:
+    def request_refresh(self, sources: Collection[SourceKey[Any]] | None = None) -> None:
         """Read these sources (all when None) soon; requests coalesce until the read starts."""
-        self._refresh_wanted.update(sources or (s.name for s in capabilities.SOURCES))
+        self._refresh_wanted.update(sources or (s.key for s in capabilities.SOURCES))
         self._refresh_due.set()
 
     def renamed(self, device_id: str) -> None:
@@ -167,12 +168,12 @@ class DeviceRuntime:
         self._log = log.bind(device=device_id, ip=self.ip)
         structlog.contextvars.bind_contextvars(device=device_id)
 
-    async def refresh(self, sources: tuple[str, ...] | None = None) -> None:
+    async def refresh(self, sources: Collection[SourceKey[Any]] | None = None) -> None:
         """Read sources now (all of them when None) and publish the result."""
         if self.identity_ is None:
             raise DeviceUnavailableError(self.id, "not connected yet")
         for source in capabilities.sources_for(self.identity_):
-            if sources is None or source.name in sources:
+            if sources is None or source.key in sources:
                 await self._poll(source, force=True, raise_errors=True)
         self.publish_state(force=True)
 
@@ -254,7 +255,7 @@ class DeviceRuntime:
         # A source whose last read failed is tried again at the state cadence, not after its own
         # (possibly six-hour) interval: one timed-out firmware check must not hide updates for hours.
         retry = min(interval, self._settings.polling.state)
-        wait = interval if source.name in self._data else retry
+        wait = interval if source.key in self._data else retry
         while True:
             await asyncio.sleep(wait)
             wait = interval if await self._poll(source) else retry
@@ -266,7 +267,7 @@ class DeviceRuntime:
         if not force and self.online is False and self._clock() < self._retry_at:
             return False  # offline: only the first poller after the back-off probes the device
         try:
-            self._data[source.name] = await source.read(self._client)
+            self._data[source.key] = await source.read(self._client)
         except DeviceUnavailableError as err:
             self._set_online(False, err.reason)
             if raise_errors:
@@ -280,7 +281,7 @@ class DeviceRuntime:
             return False
         self._clear_error(source.name)
         self._set_online(True)
-        self._hooks.source_read(self, source.name, self._data[source.name])
+        self._hooks.source_read(self, source.key, self._data[source.key])
         self.last_seen = utc_now()
         self.stats.last_poll = self.last_seen
         if self._client.last_latency is not None:
@@ -312,7 +313,7 @@ class DeviceRuntime:
             wanted, self._refresh_wanted = self._refresh_wanted, set()
             structlog.contextvars.bind_contextvars(device=self.id)
             try:
-                await self.refresh(tuple(sorted(wanted)))
+                await self.refresh(wanted)
             except DevoloMqttError as err:
                 self._log.info("refresh_failed", error=str(err))
             honour_cancellation()
@@ -330,9 +331,9 @@ class DeviceRuntime:
             return
         if self.firmware != self._firmware_seen:
             self._firmware_seen = self.firmware
-            self._data.pop("firmware", None)  # a new firmware makes the last update check stale
+            self._data.pop(capabilities.FIRMWARE, None)  # a new firmware makes the last update check stale
             self._log.info("firmware_changed", firmware=self.firmware)
-            self.request_refresh(("firmware",))
+            self.request_refresh((capabilities.FIRMWARE,))
         state = self.current_state()
         previous = self._published.last or {}
         if self._published.should_publish(state, force=force):

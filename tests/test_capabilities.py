@@ -42,7 +42,7 @@ def test_capabilities_every_write_has_a_parse_and_known_feature() -> None:
             assert capability.writable and capability.value is None, capability.key
         assert "reset" not in capability.key
         for source in capability.refresh:
-            assert source in capabilities.SOURCE_BY_NAME, (capability.key, source)
+            assert source in capabilities.SOURCE_BY_KEY, (capability.key, source)
         if capability.ha is not None:
             assert capability.ha.component in HA_COMPONENTS
             if capability.ha.component == "update":  # installed version and install action are keys
