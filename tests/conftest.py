@@ -110,6 +110,32 @@ async def probe(broker: Broker, base_topic: str) -> AsyncIterator[Probe]:
         pass  # the broker was restarted under the probe
 
 
+MANAGEABLE = (
+    "1000000000000001",
+    "1000000000000002",
+    "1000000000000003",
+    "1000000000000005",
+    "1000000000000007",
+)
+
+
+async def start_home(
+    demo_scenario: Scenario,
+    start_emulator: StartEmulator,
+    start_bridge: StartBridge,
+    probe: Probe,
+    base: str,
+    **overrides: Any,
+) -> Emulator:
+    """The emulated demo home and a bridge, waited until every manageable device published its state."""
+    emulator = await start_emulator(demo_scenario)
+    await start_bridge(**overrides)
+    for serial in MANAGEABLE:
+        await probe.wait_for(f"{base}/{serial}/availability", lambda m: m.payload == b"online")
+        await probe.wait_json(f"{base}/{serial}", lambda s: "firmware" in s)
+    return emulator
+
+
 def bridge_settings(broker: Broker, base_topic: str, **overrides: Any) -> Settings:
     """Settings for a bridge on the test broker, loopback mDNS, short intervals."""
     sections: dict[str, Any] = {

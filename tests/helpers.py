@@ -248,6 +248,29 @@ class Proxy:
             self._writers.discard(sink)
 
 
+async def until(condition: Callable[[], bool], within: float = 10.0, what: str = "condition") -> None:
+    """Wait until `condition()` holds (checked every 20 ms), instead of sleeping for a guessed time."""
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met within {within}s")
+        await asyncio.sleep(0.02)
+
+
+async def publish(
+    broker: Broker,
+    topic: str,
+    payload: str | bytes,
+    *,
+    qos: int = 1,
+    retain: bool = False,
+    properties: Any = None,
+) -> None:
+    """Publish as a user (or Home Assistant) would: a fresh MQTT 5 client, QoS 1 unless told."""
+    async with aiomqtt.Client("127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5) as client:
+        await client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
+
+
 async def retained(port: int, topic: str, within: float = 2.0) -> bytes | None:
     """What a fresh subscriber gets as the retained message of `topic` (None: nothing retained)."""
     async with aiomqtt.Client("127.0.0.1", port) as client:

@@ -13,38 +13,11 @@ import aiomqtt
 import pytest
 
 from devolo_mqtt.emulator.scenario import Scenario
-from devolo_mqtt.emulator.server import Emulator
 from devolo_mqtt.emulator.world import Fault
-from tests.conftest import StartBridge, StartEmulator
-from tests.helpers import Broker, Probe
+from tests.conftest import MANAGEABLE, StartBridge, StartEmulator, start_home
+from tests.helpers import Broker, Probe, publish, until
 
 ROUTER, WIFI_NEXT, WIFI_6, GARAGE, DLAN_WIFI, SHED, REPEATER = (f"100000000000000{i}" for i in range(1, 8))
-MANAGEABLE = (ROUTER, WIFI_NEXT, WIFI_6, DLAN_WIFI, REPEATER)
-
-
-async def running(
-    demo_scenario: Scenario,
-    start_emulator: StartEmulator,
-    start_bridge: StartBridge,
-    probe: Probe,
-    base: str,
-    **overrides: object,
-) -> Emulator:
-    """Emulated demo home + bridge, waited until every manageable device has published its state."""
-    emulator = await start_emulator(demo_scenario)
-    await start_bridge(**overrides)
-    for serial in MANAGEABLE:
-        await probe.wait_for(f"{base}/{serial}/availability", lambda m: m.payload == b"online")
-        await probe.wait_json(f"{base}/{serial}", lambda s: "firmware" in s)
-    return emulator
-
-
-async def send(
-    broker: Broker, topic: str, payload: str | bytes, *, retain: bool = False, properties: object = None
-) -> None:
-    """Publish like a user would."""
-    async with aiomqtt.Client("127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5) as client:
-        await client.publish(topic, payload, qos=1, retain=retain, properties=properties)  # type: ignore[arg-type]
 
 
 def _keys_are(keys: set[str], state: dict[str, Any]) -> bool:
@@ -59,7 +32,7 @@ async def test_bridge_start_publishes_retained_state_per_model(
     base_topic: str,
 ) -> None:
     """Every device gets retained state with exactly the keys its model supports."""
-    await running(demo_scenario, start_emulator, start_bridge, probe, base_topic)
+    await start_home(demo_scenario, start_emulator, start_bridge, probe, base_topic)
     assert (await probe.wait_for(f"{base_topic}/bridge/state")).payload == b"online"
     common = {"leds", "firmware", "update_available", "next_firmware", "uptime", "ip", "last_seen"}
     wifi = {"guest_wifi", "guest_duration", "guest_remaining", "neighbor_aps", "wifi_clients"}
@@ -113,7 +86,7 @@ async def test_bridge_retained_flags_on_the_broker(
     base_topic: str,
 ) -> None:
     """A late subscriber gets state, availability, bridge state and discovery configs as retained messages."""
-    await running(demo_scenario, start_emulator, start_bridge, probe, base_topic)
+    await start_home(demo_scenario, start_emulator, start_bridge, probe, base_topic)
     for serial in MANAGEABLE:  # everything published once (on a loaded machine some devices are late)
         await probe.wait_for(f"{base_topic}ha/switch/devolo_{serial}/leds/config")
     seen: dict[str, aiomqtt.Message] = {}
@@ -144,7 +117,7 @@ async def test_bridge_discovery_entities_follow_features(
     base_topic: str,
 ) -> None:
     """LAN-only: no guest entities; repeaters: no locate; configs carry via_device and availability."""
-    await running(demo_scenario, start_emulator, start_bridge, probe, base_topic)
+    await start_home(demo_scenario, start_emulator, start_bridge, probe, base_topic)
     ha = f"{base_topic}ha"
     config = await probe.wait_json(f"{ha}/switch/devolo_{WIFI_NEXT}/guest_wifi/config", lambda c: True)
     assert config["command_topic"] == f"{base_topic}/{WIFI_NEXT}/set/guest_wifi"
@@ -206,8 +179,8 @@ async def test_bridge_set_key_round_trips(
     check: object,
 ) -> None:
     """`/set/<key>` changes the emulated device, and an `ok` result carries the confirmed state."""
-    emulator = await running(demo_scenario, start_emulator, start_bridge, probe, base_topic)
-    await send(broker, f"{base_topic}/{serial}/set/{key}", payload)
+    emulator = await start_home(demo_scenario, start_emulator, start_bridge, probe, base_topic)
+    await publish(broker, f"{base_topic}/{serial}/set/{key}", payload)
     result = await probe.wait_json(f"{base_topic}/{serial}/set/result", lambda r: r["key"] == key)
     assert result["status"] == "ok", result
     assert callable(check) and check(emulator.device(serial), emulator.world)
@@ -227,8 +200,8 @@ async def test_bridge_set_json_guest_with_duration_propagates_to_mesh(
     base_topic: str,
 ) -> None:
     """`{"guest_wifi": "ON", "guest_duration": 60}` switches the mesh on for 60 min; the other AP follows."""
-    emulator = await running(demo_scenario, start_emulator, start_bridge, probe, base_topic)
-    await send(
+    emulator = await start_home(demo_scenario, start_emulator, start_bridge, probe, base_topic)
+    await publish(
         broker,
         f"{base_topic}/{WIFI_NEXT}/set",
         json.dumps({"guest_wifi": "ON", "guest_duration": 60, "transaction": "t-1"}),
@@ -269,9 +242,9 @@ async def test_bridge_bad_commands_get_error_results(
     error: str,
 ) -> None:
     """Each bad command is answered with an error naming the reason, and the true state is re-published."""
-    emulator = await running(demo_scenario, start_emulator, start_bridge, probe, base_topic)
+    emulator = await start_home(demo_scenario, start_emulator, start_bridge, probe, base_topic)
     after = time.monotonic()
-    await send(broker, f"{base_topic}/{WIFI_NEXT}/{topic_suffix}", payload)
+    await publish(broker, f"{base_topic}/{WIFI_NEXT}/{topic_suffix}", payload)
     result = await probe.wait_json(f"{base_topic}/{WIFI_NEXT}/set/result", lambda r: True)
     assert result["status"] == "error" and error in result["error"], result
     await probe.wait_for(f"{base_topic}/{WIFI_NEXT}", after=after)  # true state re-published
@@ -287,8 +260,8 @@ async def test_bridge_unsupported_feature_is_an_error(
     base_topic: str,
 ) -> None:
     """Guest WiFi on a LAN-only adapter is refused as unsupported."""
-    await running(demo_scenario, start_emulator, start_bridge, probe, base_topic)
-    await send(broker, f"{base_topic}/{ROUTER}/set", json.dumps({"guest_wifi": "ON"}))
+    await start_home(demo_scenario, start_emulator, start_bridge, probe, base_topic)
+    await publish(broker, f"{base_topic}/{ROUTER}/set", json.dumps({"guest_wifi": "ON"}))
     result = await probe.wait_json(f"{base_topic}/{ROUTER}/set/result", lambda r: True)
     assert result == {
         "key": "guest_wifi",
@@ -308,8 +281,8 @@ async def test_bridge_retained_command_is_cleared_not_executed(
     base_topic: str,
 ) -> None:
     """A retained `/set` is reported, cleared from the broker, and never touches the device."""
-    emulator = await running(demo_scenario, start_emulator, start_bridge, probe, base_topic)
-    await send(broker, f"{base_topic}/{WIFI_NEXT}/set/leds", "OFF", retain=True)
+    emulator = await start_home(demo_scenario, start_emulator, start_bridge, probe, base_topic)
+    await publish(broker, f"{base_topic}/{WIFI_NEXT}/set/leds", "OFF", retain=True)
     result = await probe.wait_json(f"{base_topic}/{WIFI_NEXT}/set/result", lambda r: True)
     assert result["status"] == "error" and "retained" in result["error"]
     await probe.wait_for(f"{base_topic}/{WIFI_NEXT}/set/leds", lambda m: m.payload == b"")
@@ -328,7 +301,7 @@ async def test_bridge_mqtt5_response_topic_and_correlation(
     from paho.mqtt.packettypes import PacketTypes  # noqa: PLC0415
     from paho.mqtt.properties import Properties  # noqa: PLC0415
 
-    await running(demo_scenario, start_emulator, start_bridge, probe, base_topic)
+    await start_home(demo_scenario, start_emulator, start_bridge, probe, base_topic)
     properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
     properties.ResponseTopic = f"{base_topic}-replies/me"
     properties.CorrelationData = b"abc-123"
@@ -351,12 +324,15 @@ async def test_bridge_unreachable_device_goes_offline_others_keep_cadence(
     base_topic: str,
 ) -> None:
     """A dead device is offline within one poll while the others keep polling; it comes back online."""
-    emulator = await running(demo_scenario, start_emulator, start_bridge, probe, base_topic)
+    emulator = await start_home(demo_scenario, start_emulator, start_bridge, probe, base_topic)
     emulator.set_fault(WIFI_6, Fault.UNREACHABLE)
     await probe.wait_for(f"{base_topic}/{WIFI_6}/availability", lambda m: m.payload == b"offline", within=6)
     requests_before = emulator.device(WIFI_NEXT).requests.get("LedSettingsGet", 0)
-    await asyncio.sleep(3)
-    assert emulator.device(WIFI_NEXT).requests.get("LedSettingsGet", 0) >= requests_before + 2
+    await until(
+        lambda: emulator.device(WIFI_NEXT).requests.get("LedSettingsGet", 0) >= requests_before + 2,
+        within=5,
+        what="two more polls of the healthy device (polling.state is 1 s)",
+    )
     events = [m.json() for m in probe.on(f"{base_topic}/bridge/event")]
     assert any(e["type"] == "device_offline" and e["data"]["device"] == WIFI_6 for e in events)
     emulator.set_fault(WIFI_6, Fault.NONE)
@@ -371,7 +347,7 @@ async def test_bridge_slow_device_does_not_delay_the_others(
     base_topic: str,
 ) -> None:
     """A device slower than the request timeout goes offline; the others are polled every second."""
-    emulator = await running(demo_scenario, start_emulator, start_bridge, probe, base_topic)
+    emulator = await start_home(demo_scenario, start_emulator, start_bridge, probe, base_topic)
     emulator.set_fault(ROUTER, Fault.SLOW, slow_seconds=30)
     before = {s: emulator.device(s).requests.get("LedSettingsGet", 0) for s in (WIFI_NEXT, WIFI_6, DLAN_WIFI)}
     await probe.wait_for(f"{base_topic}/{ROUTER}/availability", lambda m: m.payload == b"offline", within=8)
@@ -388,12 +364,12 @@ async def test_bridge_command_to_offline_device_is_an_error(
     base_topic: str,
 ) -> None:
     """Commands to an unreachable device are answered with an error, not left hanging."""
-    emulator = await running(demo_scenario, start_emulator, start_bridge, probe, base_topic)
+    emulator = await start_home(demo_scenario, start_emulator, start_bridge, probe, base_topic)
     emulator.set_fault(WIFI_NEXT, Fault.UNREACHABLE)
     await probe.wait_for(
         f"{base_topic}/{WIFI_NEXT}/availability", lambda m: m.payload == b"offline", within=6
     )
-    await send(broker, f"{base_topic}/{WIFI_NEXT}/set/leds", "OFF")
+    await publish(broker, f"{base_topic}/{WIFI_NEXT}/set/leds", "OFF")
     result = await probe.wait_json(f"{base_topic}/{WIFI_NEXT}/set/result", lambda r: True)
     assert result["status"] == "error" and "offline" in result["error"]
 
@@ -407,9 +383,9 @@ async def test_bridge_wrong_password_write_is_an_error(
     base_topic: str,
 ) -> None:
     """A rejected password is reported on the result, the device stays online."""
-    emulator = await running(demo_scenario, start_emulator, start_bridge, probe, base_topic)
+    emulator = await start_home(demo_scenario, start_emulator, start_bridge, probe, base_topic)
     emulator.set_fault(WIFI_NEXT, Fault.WRONG_PASSWORD)
-    await send(broker, f"{base_topic}/{WIFI_NEXT}/set/leds", "OFF")
+    await publish(broker, f"{base_topic}/{WIFI_NEXT}/set/leds", "OFF")
     result = await probe.wait_json(f"{base_topic}/{WIFI_NEXT}/set/result", lambda r: True)
     assert result["status"] == "error" and "password" in result["error"]
     assert probe.last(f"{base_topic}/{WIFI_NEXT}/availability").payload == b"online"  # type: ignore[union-attr]
@@ -424,7 +400,7 @@ async def test_bridge_reconnects_after_broker_restart(
     probe: Probe,
 ) -> None:
     """The broker restarts (losing retained messages): the bridge reconnects and re-publishes everything."""
-    await running(demo_scenario, start_emulator, start_bridge, probe, base_topic)
+    await start_home(demo_scenario, start_emulator, start_bridge, probe, base_topic)
     broker.stop()
     await asyncio.sleep(1)
     broker.start()
@@ -453,7 +429,7 @@ async def test_bridge_retained_command_left_on_broker_is_not_replayed(
 ) -> None:
     """A retained command waiting on the broker before start is cleared and reported, never executed."""
     emulator = await start_emulator(demo_scenario)
-    await send(broker, f"{base_topic}/{WIFI_NEXT}/set/leds", "OFF", retain=True)
+    await publish(broker, f"{base_topic}/{WIFI_NEXT}/set/leds", "OFF", retain=True)
     await start_bridge()
     await probe.wait_for(f"{base_topic}/{WIFI_NEXT}/availability", lambda m: m.payload == b"online")
     result = await probe.wait_json(f"{base_topic}/{WIFI_NEXT}/set/result", lambda r: True)
@@ -471,8 +447,8 @@ async def test_bridge_multi_key_command_names_the_bad_key_and_writes_nothing(
     base_topic: str,
 ) -> None:
     """Every key is validated before any write: one bad key fails the command and changes nothing."""
-    emulator = await running(demo_scenario, start_emulator, start_bridge, probe, base_topic)
-    await send(broker, f"{base_topic}/{WIFI_NEXT}/set", json.dumps({"leds": "OFF", "guest_duration": -5}))
+    emulator = await start_home(demo_scenario, start_emulator, start_bridge, probe, base_topic)
+    await publish(broker, f"{base_topic}/{WIFI_NEXT}/set", json.dumps({"leds": "OFF", "guest_duration": -5}))
     result = await probe.wait_json(f"{base_topic}/{WIFI_NEXT}/set/result", lambda r: True)
     assert result["status"] == "error" and result["key"] == ["leds", "guest_duration"]
     assert result["error"].startswith("guest_duration: bad value")

@@ -20,16 +20,10 @@ from devolo_mqtt.app import Bridge
 from devolo_mqtt.emulator.scenario import Scenario, parse_scenario
 from devolo_mqtt.errors import DuplicateInstanceError
 from tests.conftest import StartEmulator, bridge_settings
-from tests.helpers import Broker, Probe, Proxy, address_block, own_networks, retained
+from tests.helpers import Broker, Probe, Proxy, address_block, own_networks, publish, retained
 
 ROUTER, WIFI_NEXT = "1000000000000001", "1000000000000002"
 CLI = [sys.executable, "-m", "devolo_mqtt"]
-
-
-async def publish(port: int, topic: str, payload: str | bytes, *, qos: int = 1, retain: bool = False) -> None:
-    """Publish as a user would."""
-    async with aiomqtt.Client("127.0.0.1", port, protocol=aiomqtt.ProtocolVersion.V5) as client:
-        await client.publish(topic, payload, qos=qos, retain=retain)
 
 
 @contextlib.asynccontextmanager
@@ -68,7 +62,7 @@ async def test_hardening_device_configured_by_ip_publishes_only_under_its_serial
     await start_emulator(demo_scenario)
     ip = demo_scenario.addresses()[WIFI_NEXT]
     leftover = f"{base_topic}/ip-{ip}/availability"
-    await publish(broker.port, leftover, "online", retain=True)  # what 0.1.0 left behind
+    await publish(broker, leftover, "online", retain=True)  # what 0.1.0 left behind
     settings = bridge_settings(
         broker, base_topic, devices=[{"ip": ip}], discovery={"enabled": False}, data_dir=str(tmp_path)
     )
@@ -236,7 +230,7 @@ async def test_hardening_command_sent_during_an_outage_runs_once_after_reconnect
             await probe.wait_json(f"{base_topic}/{WIFI_NEXT}", lambda s: s.get("leds") == "ON")
             relay.cut()
             await probe.wait_for(f"{base_topic}/bridge/state", lambda m: m.payload == b"offline")
-            await publish(broker.port, f"{base_topic}/{WIFI_NEXT}/set/leds", "OFF", qos=1)
+            await publish(broker, f"{base_topic}/{WIFI_NEXT}/set/leds", "OFF", qos=1)
             await asyncio.sleep(0.5)
             assert emulator.device(WIFI_NEXT).leds is True  # nobody executed it yet
             relay.restore()
@@ -268,7 +262,7 @@ async def test_hardening_command_older_than_the_session_expiry_never_runs(
             await probe.wait_json(f"{base_topic}/{WIFI_NEXT}", lambda s: s.get("leds") == "ON")
             relay.cut()
             await probe.wait_for(f"{base_topic}/bridge/state", lambda m: m.payload == b"offline")
-            await publish(broker.port, f"{base_topic}/{WIFI_NEXT}/set/leds", "OFF", qos=1)
+            await publish(broker, f"{base_topic}/{WIFI_NEXT}/set/leds", "OFF", qos=1)
             await asyncio.sleep(2.5)  # the broker's clock: the session expires after 1 s
             mark = asyncio.get_running_loop().time()
             relay.restore()
@@ -303,7 +297,7 @@ async def test_hardening_second_bridge_on_the_same_topics_stops_and_the_first_go
             await asyncio.wait_for(Bridge(settings).run(), 10)
         assert not first.done()
         assert await retained(broker.port, f"{base_topic}/bridge/state") == b"online"
-        await publish(broker.port, f"{base_topic}/{WIFI_NEXT}/set/leds", "OFF")
+        await publish(broker, f"{base_topic}/{WIFI_NEXT}/set/leds", "OFF")
         await probe.wait_json(f"{base_topic}/{WIFI_NEXT}/set/result", lambda r: r["status"] == "ok")
         await asyncio.sleep(1.0)
         assert len(probe.on(f"{base_topic}/{WIFI_NEXT}/set/result")) == 1

@@ -16,28 +16,11 @@ from paho.mqtt.properties import Properties
 
 from devolo_mqtt.emulator.scenario import Scenario
 from devolo_mqtt.emulator.server import Emulator
-from tests.conftest import StartBridge, StartEmulator
+from tests.conftest import MANAGEABLE, StartBridge, StartEmulator, start_home
 from tests.helpers import Broker, Probe
 
 ROUTER, WIFI_NEXT = "1000000000000001", "1000000000000002"
-MANAGEABLE = (
-    "1000000000000001",
-    "1000000000000002",
-    "1000000000000003",
-    "1000000000000005",
-    "1000000000000007",
-)
 WRITES = ("Set", "Start", "Stop", "Restart")  # endpoint names that change a device
-
-
-async def _ready(
-    demo_scenario: Scenario, start_emulator: StartEmulator, start_bridge: StartBridge, probe: Probe, base: str
-) -> Emulator:
-    emulator = await start_emulator(demo_scenario)
-    await start_bridge()
-    for serial in MANAGEABLE:
-        await probe.wait_json(f"{base}/{serial}", lambda s: "firmware" in s)
-    return emulator
 
 
 def _writes(emulator: Emulator) -> dict[str, int]:
@@ -74,7 +57,7 @@ async def test_hostile_deep_nesting_is_answered_and_the_bridge_lives_on(
     base_topic: str,
 ) -> None:
     """1 KB of `[[[[` on requests and `/set`: an error answer each, then a normal command still works."""
-    emulator = await _ready(demo_scenario, start_emulator, start_bridge, probe, base_topic)
+    emulator = await start_home(demo_scenario, start_emulator, start_bridge, probe, base_topic)
     deep = b"[" * 1024
     async with aiomqtt.Client("127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5) as client:
         for op in ("refresh", "mac/rename"):
@@ -98,7 +81,7 @@ async def test_hostile_refresh_burst_gets_one_answer_each(
     base_topic: str,
 ) -> None:
     """150 refresh requests at once: 150 answers (ok or busy), reads coalesced, the bridge lives on."""
-    emulator = await _ready(demo_scenario, start_emulator, start_bridge, probe, base_topic)
+    emulator = await start_home(demo_scenario, start_emulator, start_bridge, probe, base_topic)
     before = emulator.device(WIFI_NEXT).requests.get("LedSettingsGet", 0)
     async with aiomqtt.Client("127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5) as client:
         for i in range(150):
@@ -134,7 +117,7 @@ async def test_hostile_response_topic_into_our_namespace_is_refused(
     target: str,
 ) -> None:
     """A response topic pointing at our requests, another device's `/set` or the discovery prefix: refused."""
-    emulator = await _ready(demo_scenario, start_emulator, start_bridge, probe, base_topic)
+    emulator = await start_home(demo_scenario, start_emulator, start_bridge, probe, base_topic)
     response_topic = (
         f"{base_topic}{target}"
         if target.startswith("ha/")
@@ -231,7 +214,7 @@ async def test_hostile_fuzz_every_input_path_one_answer_no_write(
     base_topic: str,
 ) -> None:
     """≥200 malformed commands and requests: the bridge lives, answers each exactly once, writes nothing."""
-    emulator = await _ready(demo_scenario, start_emulator, start_bridge, probe, base_topic)
+    emulator = await start_home(demo_scenario, start_emulator, start_bridge, probe, base_topic)
     cases = _fuzz_cases(base_topic)
     assert len(cases) >= 200
     writes = _writes(emulator)

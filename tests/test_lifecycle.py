@@ -7,22 +7,15 @@ import asyncio
 import json
 import time
 
-import aiomqtt
 import structlog
 from structlog.testing import capture_logs
 
 from devolo_mqtt.emulator.scenario import Scenario
 from devolo_mqtt.emulator.world import Fault
 from tests.conftest import StartBridge, StartEmulator
-from tests.helpers import Broker, Probe, running
+from tests.helpers import Broker, Probe, publish, running
 
 ROUTER, WIFI_NEXT, WIFI_6 = "1000000000000001", "1000000000000002", "1000000000000003"
-
-
-async def publish(broker: Broker, topic: str, payload: str, *, retain: bool = False) -> None:
-    """Publish like Home Assistant or a user would."""
-    async with aiomqtt.Client("127.0.0.1", broker.port) as client:
-        await client.publish(topic, payload, qos=1, retain=retain)
 
 
 async def test_lifecycle_unavailable_and_recovered_logged_once(

@@ -7,8 +7,8 @@ import asyncio
 from devolo_mqtt.emulator.scenario import Scenario
 from devolo_mqtt.emulator.server import Emulator
 from devolo_mqtt.emulator.world import Fault
-from tests.conftest import StartBridge, StartEmulator
-from tests.helpers import Probe
+from tests.conftest import StartBridge, StartEmulator, start_home
+from tests.helpers import Probe, until
 
 ROUTER, WIFI_NEXT, WIFI_6, GARAGE, DLAN_WIFI, SHED, REPEATER = (f"100000000000000{i}" for i in range(1, 8))
 HOME = (ROUTER, WIFI_NEXT, WIFI_6)
@@ -23,8 +23,9 @@ async def start(
     demo_scenario: Scenario, start_emulator: StartEmulator, start_bridge: StartBridge, probe: Probe, base: str
 ) -> Emulator:
     """Demo home + bridge with a named network and a configured adapter; waits for both matrices."""
-    emulator = await start_emulator(demo_scenario)
-    await start_bridge(devices=DEVICES, polling={"network": 1})
+    emulator = await start_home(
+        demo_scenario, start_emulator, start_bridge, probe, base, devices=DEVICES, polling={"network": 1}
+    )
     await probe.wait_json(f"{base}/network/home-net/rates", lambda m: len(m["devices"]) == 4)
     await probe.wait_json(f"{base}/network/plc-00005e005305/rates", lambda m: len(m["devices"]) == 2)
     return emulator
@@ -173,7 +174,6 @@ async def test_networks_failed_member_is_replaced(
     others = tuple(s for s in HOME if s != asked)
     before = overviews(emulator, others)
     await probe.wait_for(f"{base_topic}/{asked}/availability", lambda m: m.payload == b"offline", within=6)
-    await asyncio.sleep(2.5)
-    assert overviews(emulator, others) > before
+    await until(lambda: overviews(emulator, others) > before, within=6, what="another member asked")
     matrix = await probe.wait_json(f"{base_topic}/network/home-net/rates", lambda m: True)
     assert len(matrix["devices"]) == 4  # the dead member's management is down, its PLC chip is not
