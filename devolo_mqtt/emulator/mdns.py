@@ -32,7 +32,7 @@ _FLAGS_RESPONSE = 0x8400  # QR | AA
 _SERVICES = "_services._dns-sd._udp.local."
 
 
-_COPY_EVERY = 5.0  # seconds between multicast copies of one device's unicast answers
+_COPY_EVERY = 5.0  # seconds between multicast copies of one device's answers to the same question
 
 
 def api_path(serial: str) -> str:
@@ -184,7 +184,7 @@ class MdnsResponder:
         self._transports: dict[str, asyncio.DatagramTransport] = {}
         self._group: asyncio.DatagramTransport | None = None
         self._queriers: dict[str, set[tuple[str, int]]] = {}
-        self._copied: dict[str, float] = {}  # serial → when a unicast answer was last multicast too
+        self._copied: dict[tuple[str, ...], float] = {}  # (serial, questions) → last multicast copy
 
     async def start(self) -> None:
         """Open one socket per device address and one for the multicast group."""
@@ -229,11 +229,14 @@ class MdnsResponder:
             # Several mDNS stacks on one host share port 5353 (SO_REUSEPORT), and the kernel hands a
             # unicast reply to just one of them — not necessarily the querier's. A multicast copy
             # (RFC 6762 §5.4: multicast a QU answer not multicast recently) reaches every stack, the
-            # querier's included; at most one per device per few seconds, so 200 devices connecting
-            # at once do not double the mDNS traffic.
-            now = time.monotonic()
-            if now - self._copied.get(device.serial, -_COPY_EVERY) >= _COPY_EVERY:
-                self._copied[device.serial] = now
+            # querier's included; at most one per device and question every few seconds, so 200
+            # devices connecting at once do not double the mDNS traffic.
+            now, asked = (
+                time.monotonic(),
+                (device.serial, *sorted(q.name.lower() for q in incoming.questions)),
+            )
+            if now - self._copied.get(asked, -_COPY_EVERY) >= _COPY_EVERY:
+                self._copied[asked] = now
                 self._send(device, packets, (MDNS_GROUP, MDNS_PORT))
 
     def _on_multicast(self, data: bytes, addr: tuple[str, int]) -> None:
