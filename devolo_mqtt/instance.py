@@ -80,6 +80,9 @@ class InstanceGuard:
         except TimeoutError:
             pass
         if self._connections > 1 and self._stored is not None and not conflict.done():
+            # The other run connected while we were away (with our client id our connection has just
+            # taken its session): give it back its hello, so that it does not find ours and stop too.
+            await send(self.topic, self._stored.payload())
             conflict.set_result(self._error(self._stored, "connected while this bridge was away"))
         if conflict.done():
             raise conflict.result()

@@ -87,8 +87,8 @@ class Router:
             self._instance.heard(payload)
         elif topic == self.topics.ha_status:
             if payload.strip().lower() == b"online" and not self._ha_republish_pending:
-                self._ha_republish_pending = True  # a burst of `online` is one re-publish
-                self._enqueue(self._ha_came_online)
+                # A burst of `online` is one re-publish (and a full queue must not block the next one).
+                self._ha_republish_pending = self._enqueue(self._ha_came_online)
         elif topic.startswith(f"{self.topics.discovery_prefix}/"):
             self._ha.seen_on_broker(topic, payload)
         elif (op := self.topics.request_op(topic)) is not None:

@@ -327,6 +327,10 @@ async def test_hardening_same_client_id_taken_over_stops_the_other_run(
         done, _ = await asyncio.wait({first, second}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
         assert len(done) == 1
         assert isinstance(next(iter(done)).exception(), DuplicateInstanceError)
+        survivor = second if first in done else first
+        await asyncio.sleep(3)  # several reconnect rounds: the survivor must not stop as well
+        assert not survivor.done()
+        assert await retained(broker.port, f"{base_topic}/bridge/state") == b"online"
     finally:
         for task in (first, second):
             if not task.done():
