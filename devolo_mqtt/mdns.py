@@ -10,8 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
-from zeroconf import ServiceStateChange, Zeroconf
+from zeroconf import DNSOutgoing, DNSQuestion, ServiceStateChange, Zeroconf, current_time_millis
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
+from zeroconf.const import _CLASS_IN, _FLAGS_QR_QUERY, _TYPE_PTR
 
 from devolo_mqtt.backoff import Backoff
 from devolo_mqtt.tasks import honour_cancellation
@@ -20,6 +21,12 @@ log = structlog.get_logger("devolo_mqtt.mdns")
 DEVICEAPI = "_dvl-deviceapi._tcp.local."
 HOME_CONTROL_MT = frozenset({"2600", "2601"})  # devolo Home Control central units: not ours
 _INFO_TIMEOUT_MS = 3000
+# python-zeroconf's browser asks four times at start-up, then only when a known record nears expiry
+# (an hour): a device whose answers were all lost in the start-up bursts would stay unknown that long.
+# We ask again ourselves — often at first, then every few minutes — listing what we know, so only the
+# devices we do not know yet answer.
+_REQUERY_EARLY = 10.0  # seconds between extra queries during the first two minutes
+_REQUERY_LATE = 300.0
 _QUIET_ATTEMPTS = 3  # failed resolutions before one INFO line (a busy network drops mDNS answers)
 
 
@@ -74,11 +81,25 @@ class Discovery:
         browser = AsyncServiceBrowser(self._zeroconf.zeroconf, [DEVICEAPI], handlers=[self._changed])
         log.info("discovery_started")
         try:
-            await asyncio.Event().wait()
+            started = asyncio.get_running_loop().time()
+            while True:
+                early = asyncio.get_running_loop().time() - started < 120
+                await asyncio.sleep(_REQUERY_EARLY if early else _REQUERY_LATE)
+                self._ask_again()
         finally:
             await browser.async_cancel()
             for task in self._resolving.values():
                 task.cancel()
+
+    def _ask_again(self) -> None:
+        """One PTR query for the device API, with known-answer suppression (RFC 6762 §7.1)."""
+        zc = self._zeroconf.zeroconf
+        out = DNSOutgoing(_FLAGS_QR_QUERY)
+        out.add_question(DNSQuestion(DEVICEAPI, _TYPE_PTR, _CLASS_IN))
+        now = current_time_millis()
+        for record in zc.cache.async_all_by_details(DEVICEAPI, _TYPE_PTR, _CLASS_IN):
+            out.add_answer_at_time(record, now)
+        zc.async_send(out)
 
     def _changed(
         self, zeroconf: Zeroconf, service_type: str, name: str, state_change: ServiceStateChange

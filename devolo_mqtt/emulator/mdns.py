@@ -114,7 +114,14 @@ def answers_for(
                 additional.extend(unique)
             else:
                 answers.extend(r for r in unique if r.name.lower() == qname and qtype in (r.type, _TYPE_ANY))
-    unique_answers = list(dict.fromkeys(answers))
+    # Known-answer suppression (RFC 6762 §7.1): a record the querier listed, with at least half its TTL
+    # left, is not sent again. Browsers repeat their query a few times at start-up; without this, every
+    # repeat of 200 devices is a burst of 200 answers, and a device lost in the first burst would be
+    # lost in each of the others too.
+    known = {record: record.ttl for record in incoming.answers()}
+    unique_answers = [a for a in dict.fromkeys(answers) if known.get(a, -1) < a.ttl / 2]
+    if not unique_answers:
+        return [], []
     return unique_answers, [r for r in dict.fromkeys(additional) if r not in unique_answers]
 
 
