@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
+import yaml
 
 # Inside 127.64.0.0/10, from a random start: two test runs at once, or the demo (127.0.x.x), never
 # share an address; and each test's bridges adopt only the blocks handed out to that test.
@@ -246,6 +247,33 @@ class Proxy:
         finally:
             sink.transport.abort()  # the other side sees the connection end, with no goodbye
             self._writers.discard(sink)
+
+
+def cli_config(broker: Broker, base_topic: str, data_dir: Path, **overrides: Any) -> Path:
+    """A config file for `devolo-mqtt run` against the test broker and this test's devices.
+
+    Sections in `overrides` are merged into the defaults (`mqtt={"port": …}` keeps the host etc.).
+    """
+    config: dict[str, Any] = {
+        "mqtt": {
+            "host": "127.0.0.1",
+            "port": broker.port,
+            "base_topic": base_topic,
+            "reconnect_min": 0.2,
+            "reconnect_max": 1.0,
+        },
+        "discovery": {"interfaces": ["127.0.0.1"], "networks": own_networks()},
+        "polling": {"state": 1, "request_timeout": 3},
+        "homeassistant": {"discovery_prefix": f"{base_topic}ha"},
+        "device_password": "demo-secret",
+        "logging": {"level": "INFO", "format": "json"},
+        "data_dir": str(data_dir / "data"),
+    }
+    for key, value in overrides.items():
+        config[key] = {**config[key], **value} if isinstance(value, dict) and key in config else value
+    path = data_dir / "config.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
 
 
 async def until(condition: Callable[[], bool], within: float = 10.0, what: str = "condition") -> None:

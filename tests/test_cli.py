@@ -18,7 +18,7 @@ import yaml
 from devolo_mqtt import __version__
 from devolo_mqtt.emulator.scenario import Scenario
 from tests.conftest import StartEmulator
-from tests.helpers import Broker, Probe, own_networks
+from tests.helpers import Broker, Probe, cli_config
 
 WIFI_NEXT = "1000000000000002"
 CLI = [sys.executable, "-m", "devolo_mqtt"]
@@ -108,23 +108,13 @@ async def test_cli_run_sigterm_publishes_offline_and_exits_0(
     """
     emulator = await start_emulator(demo_scenario)
     mqtt_password = "mqtt-pa55-word"
-    config = {
-        "mqtt": {
-            "host": "127.0.0.1",
-            "port": broker.port,
-            "base_topic": base_topic,
-            "username": "bridge",
-            "password": mqtt_password,
-        },
-        "discovery": {"interfaces": ["127.0.0.1"], "networks": own_networks()},
-        "polling": {"state": 1, "request_timeout": 3},
-        "homeassistant": {"discovery_prefix": f"{base_topic}ha"},
-        "device_password": "demo-secret",
-        "logging": {"level": "DEBUG", "format": "json"},
-        "data_dir": str(tmp_path / "data"),
-    }
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    path = cli_config(
+        broker,
+        base_topic,
+        tmp_path,
+        mqtt={"username": "bridge", "password": mqtt_password},
+        logging={"level": "DEBUG", "format": "json"},
+    )
     process = await asyncio.create_subprocess_exec(
         *CLI, "run", "--config", str(path), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )

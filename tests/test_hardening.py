@@ -10,17 +10,15 @@ import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import aiomqtt
 import pytest
-import yaml
 
 from devolo_mqtt.app import Bridge
 from devolo_mqtt.emulator.scenario import Scenario, parse_scenario
 from devolo_mqtt.errors import DuplicateInstanceError
 from tests.conftest import StartEmulator, bridge_settings
-from tests.helpers import Broker, Probe, Proxy, address_block, own_networks, publish, retained
+from tests.helpers import Broker, Probe, Proxy, address_block, cli_config, publish, retained
 
 ROUTER, WIFI_NEXT = "1000000000000001", "1000000000000002"
 CLI = [sys.executable, "-m", "devolo_mqtt"]
@@ -165,7 +163,7 @@ async def test_hardening_sigterm_with_a_hung_broker_exits_0_and_the_will_says_of
     """A hung broker: the farewell cannot finish, the connection is dropped (Will); exit 0."""
     await start_emulator(demo_scenario)
     async with proxy_to(broker) as relay:
-        config = _cli_config(broker, base_topic, tmp_path, port=relay.port)
+        config = cli_config(broker, base_topic, tmp_path, mqtt={"port": relay.port})
         process = await asyncio.create_subprocess_exec(
             *CLI, "run", "--config", str(config), stderr=asyncio.subprocess.PIPE
         )
@@ -186,30 +184,6 @@ async def test_hardening_sigterm_with_a_hung_broker_exits_0_and_the_will_says_of
         assert process.returncode == 0, stderr.decode()[-2000:]
         assert b"mqtt_goodbye_incomplete" in stderr
     assert await retained(broker.port, f"{base_topic}/bridge/state") == b"offline"
-
-
-def _cli_config(
-    broker: Broker, base_topic: str, tmp_path: Path, *, port: int | None = None, **extra: Any
-) -> Path:
-    config: dict[str, Any] = {
-        "mqtt": {
-            "host": "127.0.0.1",
-            "port": port or broker.port,
-            "base_topic": base_topic,
-            "reconnect_min": 0.2,
-            "reconnect_max": 1.0,
-        },
-        "discovery": {"interfaces": ["127.0.0.1"], "networks": own_networks()},
-        "polling": {"state": 1, "request_timeout": 3},
-        "homeassistant": {"discovery_prefix": f"{base_topic}ha"},
-        "device_password": "demo-secret",
-        "logging": {"level": "INFO", "format": "json"},
-        "data_dir": str(tmp_path / "data"),
-        **extra,
-    }
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    return path
 
 
 # --- commands survive a short outage ------------------------------------------------------------------
@@ -352,7 +326,7 @@ async def test_hardening_cli_second_instance_exits_3_naming_the_setting(
     )
     try:
         await probe.wait_for(f"{base_topic}/bridge/state", lambda m: m.payload == b"online")
-        config = _cli_config(broker, base_topic, tmp_path)
+        config = cli_config(broker, base_topic, tmp_path)
         process = await asyncio.create_subprocess_exec(
             *CLI, "run", "--config", str(config), stderr=asyncio.subprocess.PIPE
         )
@@ -386,7 +360,7 @@ async def test_hardening_start_with_many_devices_logs_a_handful_of_lines(
     assert emulator.stdout is not None
     for _ in range(count):
         await asyncio.wait_for(emulator.stdout.readline(), 30)
-    config = _cli_config(broker, base_topic, tmp_path)
+    config = cli_config(broker, base_topic, tmp_path)
     bridge = await asyncio.create_subprocess_exec(
         *CLI, "run", "--config", str(config), stderr=asyncio.subprocess.PIPE
     )
@@ -430,5 +404,6 @@ def test_hardening_emulate_with_stdin_from_dev_null_logs_no_error(tmp_path: Path
             assert process.stdout.readline()
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=20)
-    assert process.returncode == 0
-    assert "error" not in stderr.lower() and "Traceback" not in stderr
+    assert process.returncode == 0, stderr[-2000:]
+    assert "error" not in stderr.lower(), stderr[-2000:]
+    assert "Traceback" not in stderr, stderr[-2000:]
