@@ -150,10 +150,11 @@ class NetworkMonitor:
             except DevoloMqttError as err:
                 log.info("overview_failed", device=runtime.id, error=str(err))
                 continue
-            return self._handle(overview)
+            return self.take(overview)
         return None
 
-    def _handle(self, overview: Overview) -> set[str]:
+    def take(self, overview: Overview) -> set[str]:
+        """Feed one overview to its network's members and publish its matrix; the MACs it covered."""
         macs = [d.mac for d in overview.devices]
         if not macs:
             return set()

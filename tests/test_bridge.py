@@ -156,14 +156,16 @@ async def test_bridge_discovery_entities_follow_features(
 @pytest.mark.parametrize(
     ("serial", "key", "payload", "check"),
     [
-        (WIFI_NEXT, "leds", "OFF", lambda d, w: d.leds is False),
-        (WIFI_NEXT, "locate", "ON", lambda d, w: d.locating(w.now)),
-        (WIFI_NEXT, "guest_wifi", "ON", lambda d, w: d.guest.enabled),
-        (WIFI_NEXT, "guest_duration", "45", lambda d, w: True),
-        (WIFI_NEXT, "pair", "PRESS", lambda d, w: d.pairing_until > w.now),
-        (WIFI_NEXT, "wps", "PRESS", lambda d, w: True),
-        (ROUTER, "restart", "PRESS", lambda d, w: not d.reachable(w.now)),
-        (WIFI_NEXT, "refresh", "PRESS", lambda d, w: True),
+        (WIFI_NEXT, "leds", "OFF", lambda d, w, n: d.leds is False),
+        (WIFI_NEXT, "locate", "ON", lambda d, w, n: d.locating(w.now)),
+        (WIFI_NEXT, "guest_wifi", "ON", lambda d, w, n: d.guest.enabled),
+        # The duration is the bridge's setting for the next switch-on: nothing is written to the device.
+        (WIFI_NEXT, "guest_duration", "45", lambda d, w, n: not d.guest.enabled and n == {}),
+        (WIFI_NEXT, "pair", "PRESS", lambda d, w, n: d.pairing_until > w.now),
+        (WIFI_NEXT, "wps", "PRESS", lambda d, w, n: n.get("WifiWpsPbcStart") == 1),
+        (ROUTER, "restart", "PRESS", lambda d, w, n: not d.reachable(w.now)),
+        # A refresh reads every source at once, the rarely polled neighbour networks included.
+        (WIFI_NEXT, "refresh", "PRESS", lambda d, w, n: n.get("WifiNeighborAPsGet", 0) >= 1),
     ],
 )
 async def test_bridge_set_key_round_trips(
@@ -180,10 +182,18 @@ async def test_bridge_set_key_round_trips(
 ) -> None:
     """`/set/<key>` changes the emulated device, and an `ok` result carries the confirmed state."""
     emulator = await start_home(demo_scenario, start_emulator, start_bridge, probe, base_topic)
+    device = emulator.device(serial)
+    before = dict(device.requests)
     await publish(broker, f"{base_topic}/{serial}/set/{key}", payload)
     result = await probe.wait_json(f"{base_topic}/{serial}/set/result", lambda r: r["key"] == key)
     assert result["status"] == "ok", result
-    assert callable(check) and check(emulator.device(serial), emulator.world)
+    # Calls the device received for this command, writes only (reads are counted by name too).
+    new = {
+        name: count - before.get(name, 0)
+        for name, count in device.requests.items()
+        if count > before.get(name, 0) and (name.endswith(("Set", "Start")) or key == "refresh")
+    }
+    assert callable(check) and check(device, emulator.world, new), new
     if key in ("leds", "locate", "guest_wifi", "guest_duration"):
         expected = {"leds": "OFF", "locate": "ON", "guest_wifi": "ON", "guest_duration": 45}[key]
         assert result["state"] == {key: expected}

@@ -1,5 +1,5 @@
 """Unit tests of the pure parts, with an injected clock: command parsing, the change filter, WiFi
-presence (roams, grace period, random MACs)."""
+presence (roams, grace period, random MACs), PLC network identity."""
 
 from __future__ import annotations
 
@@ -11,12 +11,19 @@ import pytest
 from devolo_mqtt.changes import ChangeFilter
 from devolo_mqtt.commands import parse_command
 from devolo_mqtt.errors import CommandError
-from devolo_mqtt.model import Station
+from devolo_mqtt.model import Overview, PlcDevice, PlcRate, Station
 from devolo_mqtt.names import MacNames
+from devolo_mqtt.network import NetworkIds, NetworkMonitor
 from devolo_mqtt.settings import WifiSettings
 from devolo_mqtt.wifi import WifiOutput, WifiTracker
 
 PHONE, RANDOM = "001122334455", "02AABBCCDDEE"
+A1, B2, C3, ZERO = "00005E0053A1", "00005E0053B2", "00005E0053C3", "00005E005300"
+
+
+def shown(mac: str) -> str:
+    """A MAC as the bridge shows it."""
+    return ":".join(mac[i : i + 2] for i in range(0, 12, 2)).lower()
 
 
 class Clock:
@@ -123,3 +130,51 @@ def test_wifi_tracker_random_macs_untracked_unless_asked(tmp_path: Path) -> None
     tracker_all.update_ap("ap1", [_station(RANDOM)])
     assert tracker_all.presence[RANDOM].state == "home"
     assert [kind for kind, _ in seen_all["events"]] == ["wifi_connected"]
+
+
+def _overview(rates: dict[tuple[str, str], float], router: str = A1) -> Overview:
+    macs = sorted({m for pair in rates for m in pair})
+    devices = tuple(
+        PlcDevice(mac, f"name {mac}", "Magic 2 LAN", "MT3001", mac == router, False, "") for mac in macs
+    )
+    return Overview(devices, tuple(PlcRate(s, d, r, r / 2) for (s, d), r in rates.items()))
+
+
+def test_network_monitor_ids_matrix_and_members_leaving(tmp_path: Path) -> None:
+    """A network keeps its id across overviews and restarts (by any remembered member), its matrix names
+    every member and marks the router adapter, and a member missing from the next overview is dropped."""
+    published: list[tuple[str, Any]] = []
+    measured: list[list[str]] = []
+
+    def monitor() -> NetworkMonitor:
+        return NetworkMonitor(
+            interval=60,
+            ids=NetworkIds(tmp_path / "networks.json"),
+            members=list,
+            adapters={},
+            names=lambda mac: "Living room" if mac == B2 else None,
+            configured_network=lambda mac: None,
+            publish=lambda network, matrix: published.append((network, matrix)),
+            measured=measured.append,
+        )
+
+    first = monitor()
+    assert first.take(_overview({(A1, B2): 100.0, (B2, C3): 50.0})) == {A1, B2, C3}
+    network, matrix = published[-1]
+    assert network == "plc-00005e0053a1" and set(first.unmanaged) == {A1, B2, C3}
+    names = {d["mac"]: (d["name"], d["attached_to_router"]) for d in matrix["devices"]}
+    assert names == {
+        shown(A1): (f"name {A1}", True),
+        shown(B2): ("Living room", False),
+        shown(C3): (f"name {C3}", False),
+    }
+    assert {(r["from"], r["to"], r["tx_rate"], r["rx_rate"]) for r in matrix["rates"]} == {
+        (shown(A1), shown(B2), 100.0, 50.0),
+        (shown(B2), shown(C3), 50.0, 25.0),
+    }
+    first.take(_overview({(B2, A1): 90.0}))  # C3 left the network
+    assert published[-1][0] == "plc-00005e0053a1" and set(first.unmanaged) == {A1, B2}
+    assert measured == [[A1, B2, C3], [A1, B2]]
+    # After a restart, a new member joining a remembered one keeps the remembered id (not plc-0…).
+    monitor().take(_overview({(B2, ZERO): 10.0}, router=B2))
+    assert published[-1][0] == "plc-00005e0053a1"

@@ -175,12 +175,12 @@ class DeviceHttpServer:
         endpoint, name = self._route(path)
         if endpoint is None:
             return 404, [], b""
-        device.requests[name] = device.requests.get(name, 0) + 1
         if endpoint.auth and not self._authorised(request):
             return self._challenge()
         if endpoint.auth and device.fault is Fault.STALE_NONCE:
             device.fault = Fault.NONE  # once: a correct answer refused as if its nonce had expired
             return self._challenge(stale=True)
+        device.requests[name] = device.requests.get(name, 0) + 1  # requests that got past the door
         if device.fault is Fault.HTTP_500:
             return 500, [], b"internal error"
         if device.fault is Fault.MALFORMED:

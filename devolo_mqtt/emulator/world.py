@@ -79,7 +79,7 @@ class EmulatedDevice:
     plugged: bool = True
     fault: Fault = Fault.NONE
     slow_seconds: float = 15.0
-    requests: dict[str, int] = field(default_factory=dict)
+    requests: dict[str, int] = field(default_factory=dict)  # authorised requests per endpoint name
 
     @property
     def serial(self) -> str:
