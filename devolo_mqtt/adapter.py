@@ -23,7 +23,7 @@ log = structlog.get_logger("devolo_mqtt.adapter")
 class AdapterHooks(Protocol):
     """What an adapter tells the bridge."""
 
-    def device_state(self, runtime: AdapterRuntime, state: dict[str, Json]) -> None: ...
+    def device_state(self, runtime: AdapterRuntime, state: dict[str, Json], *, force: bool) -> None: ...
 
     def device_availability(self, runtime: AdapterRuntime) -> None: ...
 
@@ -98,6 +98,11 @@ class AdapterRuntime:
         """Configured name, else the name set in the device, else its MAC."""
         return self.config.name or self.overview_name or self.id
 
+    @property
+    def named(self) -> bool:
+        """Whether the adapter has a name of its own."""
+        return bool(self.config.name or self.overview_name)
+
     # --- updates from the network monitor ------------------------------------------------------------
     def seen(self, device: PlcDevice | None, view: PlcView | None) -> None:
         """The adapter's network was measured: present (with its view) or absent (None)."""
@@ -125,4 +130,4 @@ class AdapterRuntime:
         """Publish on change, when forced, or at the heartbeat."""
         state = self.current_state()
         if self._published.should_publish(state, force=force):
-            self._hooks.device_state(self, {**state, "last_seen": iso(self.last_seen)})
+            self._hooks.device_state(self, {**state, "last_seen": iso(self.last_seen)}, force=force)

@@ -16,6 +16,7 @@ from zeroconf import InterfaceChoice, IPVersion
 from zeroconf.asyncio import AsyncZeroconf
 
 from devolo_mqtt import __version__, bridge_requests, heartbeat, inventory
+from devolo_mqtt.changes import ChangeFilter
 from devolo_mqtt.device import DevoloClient
 from devolo_mqtt.errors import DuplicateInstanceError
 from devolo_mqtt.ha_publisher import HaPublisher
@@ -61,7 +62,9 @@ class Bridge:
             self.publisher,
             HaContext(self.topics, s.mqtt.instance_id, link_expire_after=int(s.polling.network * 3)),
             enabled=ha.enabled,
-            link_name=lambda mac: self.networks.name_for(mac),  # noqa: PLW0108 - the monitor is built below
+            # The monitor and the registry are built below (they publish through this).
+            link_name=lambda mac: self.networks.name_for(mac),  # noqa: PLW0108
+            device_name=lambda node: self.registry.display_name(node),  # noqa: PLW0108
         )
         names = MacNames(s.mac_names, s.data_dir / "mac_names.json")
         self.registry = DeviceRegistry(s, self.publisher, self.ha, names, clock=clock)
@@ -87,6 +90,8 @@ class Bridge:
             configured_network=self.registry.configured_network,
             publish=self.publisher.rates,
             measured=self.registry.network_measured,
+            heartbeat=s.polling.heartbeat,
+            clock=clock,
         )
         self.registry.attach(networks=self.networks, wifi=self.wifi)
         self.router = Router(
@@ -98,6 +103,7 @@ class Bridge:
             requests=bridge_requests.Context(self.registry, self.ha),
         )
         self._limiter = asyncio.Semaphore(s.polling.max_concurrency)
+        self._health_filter = ChangeFilter(s.polling.heartbeat, clock)
 
     @property
     def runtimes(self) -> dict[str, DeviceRuntime]:
@@ -175,9 +181,9 @@ class Bridge:
         while True:
             await asyncio.sleep(min(self.settings.polling.state, 60.0))
             uptime = self._clock() - self._started
-            self.publisher.health(
-                inventory.health(uptime, self.mqtt.counters, self.registry.runtimes.values())
-            )
+            health = inventory.health(uptime, self.mqtt.counters, self.registry.runtimes.values())
+            if self._health_filter.should_publish(inventory.health_essence(health)):
+                self.publisher.health(health)
             heartbeat.write(self.settings.data_dir, connected=self.mqtt.connected.is_set())
             if self.ha.listening and uptime >= self.settings.homeassistant.stale_grace:
                 keep = {f"devolo_{r.id}" for r in self.registry.runtimes.values()}

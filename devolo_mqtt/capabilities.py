@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
+from devolo_mqtt.clock import iso
 from devolo_mqtt.errors import CommandError
 from devolo_mqtt.model import (
     API,
@@ -19,6 +21,7 @@ from devolo_mqtt.model import (
     FirmwareCheck,
     GuestWifi,
     Json,
+    NeighborAp,
     PlcView,
     Station,
 )
@@ -26,6 +29,9 @@ from devolo_mqtt.settings import PollingSettings
 
 LOCATE_SECONDS = 120.0
 GUEST_MAX_MINUTES = 24 * 60
+# Two uptime readings that put the last restart less than this apart are the same restart (request
+# latency and whole-second uptimes make every reading differ by a second or two).
+RESTART_TOLERANCE = 30.0
 T = TypeVar("T")
 
 
@@ -37,9 +43,9 @@ class SourceKey(Generic[T]):
 
 
 LEDS: SourceKey[bool] = SourceKey("leds")
-UPTIME: SourceKey[int] = SourceKey("uptime")
+RESTARTED: SourceKey[datetime] = SourceKey("last_restart")
 GUEST: SourceKey[GuestWifi] = SourceKey("guest")
-NEIGHBORS: SourceKey[int] = SourceKey("neighbors")
+NEIGHBORS: SourceKey[list[NeighborAp]] = SourceKey("neighbors")
 STATIONS: SourceKey[list[Station]] = SourceKey("stations")  # also feeds the WiFi tracker
 FIRMWARE: SourceKey[FirmwareCheck] = SourceKey("firmware")
 PLC_VIEW: SourceKey[PlcView] = SourceKey("plc")  # fed by the network monitor, not polled per device
@@ -50,11 +56,11 @@ class DeviceClient(Protocol):
     that the table stays free of I/O libraries."""
 
     async def leds(self) -> bool: ...
-    async def uptime(self) -> int: ...
+    async def last_restart(self) -> datetime: ...
     async def guest(self) -> GuestWifi: ...
     async def firmware_check(self) -> FirmwareCheck: ...
     async def stations(self) -> list[Station]: ...
-    async def neighbor_count(self) -> int: ...
+    async def neighbors(self) -> list[NeighborAp]: ...
     async def set_leds(self, on: bool) -> None: ...
     async def locate(self, on: bool) -> None: ...
     async def set_guest(self, enable: bool, minutes: int) -> None: ...
@@ -88,7 +94,7 @@ class Target(Readings, Protocol):
     @property
     def client(self) -> DeviceClient: ...
 
-    async def refresh(self, sources: Collection[SourceKey[Any]] | None = None) -> None: ...
+    async def refresh(self, sources: Collection[SourceKey[Any]] | None = None) -> dict[str, str]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +106,8 @@ class Source:
     interval: Callable[[PollingSettings], float]
     read: Callable[[DeviceClient], Awaitable[Any]]
     shared: bool = False  # one value across a WiFi mesh: a write refreshes every access point
+    # How a new reading combines with the last one (e.g. keep a timestamp that only jittered).
+    merge: Callable[[Any, Any], Any] | None = None
 
     @property
     def name(self) -> str:
@@ -123,6 +131,7 @@ class HaEntity:
     state_from: Literal["state", "availability"] = "state"
     installed_key: str | None = None  # update entities: the state key with the installed version…
     install_key: str | None = None  # …and the action key that installs
+    attributes_from: Literal["neighbors"] | None = None  # a topic of the device whose JSON are attributes
     extra: dict[str, Json] = field(default_factory=dict)  # static keys copied into the payload as is
 
 
@@ -135,7 +144,8 @@ class Capability:
     kind: Literal["state", "action"] = "state"
     value: Callable[[Readings], Json] | None = None
     parse: Callable[[Json], Any] | None = None
-    write: Callable[[Target, Any], Awaitable[None]] | None = None
+    # A write may return what it could not do ({source: reason}; the refresh action's partial failures).
+    write: Callable[[Target, Any], Awaitable[dict[str, str] | None]] | None = None
     refresh: tuple[SourceKey[Any], ...] = ()
     order: int = 0  # writes of one command run by ascending order
     ha: HaEntity | None = None
@@ -181,6 +191,12 @@ def parse_action(raw: Json) -> None:
     """Actions accept any payload."""
 
 
+def same_restart(last: datetime, new: datetime) -> datetime:
+    """The last restart as first estimated, unless the device restarted since (uptime jitter is not a
+    restart, so the published timestamp never moves by a second)."""
+    return last if abs((new - last).total_seconds()) < RESTART_TOLERANCE else new
+
+
 def _guest(r: Readings) -> GuestWifi | None:
     return r.data(GUEST)
 
@@ -214,8 +230,8 @@ async def _write_guest_duration(t: Target, minutes: int) -> None:
         await t.client.set_guest(True, minutes)  # restart the running countdown with the new duration
 
 
-async def _refresh(t: Target, _: None) -> None:
-    await t.refresh(None)
+async def _refresh(t: Target, _: None) -> dict[str, str]:
+    return await t.refresh(None)
 
 
 def _action(call: Callable[[DeviceClient], Awaitable[None]]) -> Callable[[Target, None], Awaitable[None]]:
@@ -228,9 +244,9 @@ def _action(call: Callable[[DeviceClient], Awaitable[None]]) -> Callable[[Target
 # --- the tables -----------------------------------------------------------------------------------
 SOURCES: tuple[Source, ...] = (
     Source(LEDS, "led", lambda p: p.state, lambda c: c.leds()),
-    Source(UPTIME, "restart", lambda p: p.state, lambda c: c.uptime()),
+    Source(RESTARTED, "restart", lambda p: p.uptime, lambda c: c.last_restart(), merge=same_restart),
     Source(GUEST, "wifi1", lambda p: p.state, lambda c: c.guest(), shared=True),
-    Source(NEIGHBORS, "wifi1", lambda p: p.neighbors, lambda c: c.neighbor_count()),
+    Source(NEIGHBORS, "wifi1", lambda p: p.neighbors, lambda c: c.neighbors()),
     Source(STATIONS, "wifi1", lambda p: p.wifi, lambda c: c.stations()),
     Source(FIRMWARE, "update", lambda p: p.firmware, lambda c: c.firmware_check()),
 )
@@ -292,7 +308,7 @@ CAPABILITIES: tuple[Capability, ...] = (
         "firmware",
         "",
         value=lambda r: r.firmware or None,
-        ha=HaEntity("sensor", "Firmware", icon="mdi:chip", entity_category="diagnostic"),
+        ha=HaEntity("sensor", "Firmware version", icon="mdi:chip", entity_category="diagnostic"),
     ),
     Capability(
         "update_available",
@@ -319,16 +335,14 @@ CAPABILITIES: tuple[Capability, ...] = (
         ),
     ),
     Capability(
-        "uptime",
+        "last_restart",
         "restart",
-        value=lambda r: r.data(UPTIME),
+        value=lambda r: iso(r.data(RESTARTED)),
         ha=HaEntity(
             "sensor",
-            "Uptime",
-            icon="mdi:timer",
-            device_class="duration",
-            unit="s",
-            state_class="total_increasing",
+            "Last restart",
+            icon="mdi:restart",
+            device_class="timestamp",
             entity_category="diagnostic",
             enabled_by_default=False,
         ),
@@ -336,7 +350,7 @@ CAPABILITIES: tuple[Capability, ...] = (
     Capability(
         "neighbor_aps",
         "wifi1",
-        value=lambda r: r.data(NEIGHBORS),
+        value=lambda r: len(n) if (n := r.data(NEIGHBORS)) is not None else None,
         ha=HaEntity(
             "sensor",
             "Neighboring WiFi networks",
@@ -344,6 +358,7 @@ CAPABILITIES: tuple[Capability, ...] = (
             state_class="measurement",
             entity_category="diagnostic",
             enabled_by_default=False,
+            attributes_from="neighbors",  # each network's SSID, band, channel and signal
         ),
     ),
     Capability(
@@ -460,6 +475,11 @@ def lookup(identity: DeviceIdentity, key: str) -> Capability:
     return capability
 
 
+def round_rate(mbits: float) -> float:
+    """A data rate as published: 0.1 Mbit/s (devices report 1/16 steps that mean nothing to a user)."""
+    return round(mbits, 1)
+
+
 def link_keys(destination: str) -> tuple[str, str]:
     """The state keys of one directed PLC link's rates (`destination` as `AABBCCDDEEFF`)."""
     return f"tx_rate_{destination.lower()}", f"rx_rate_{destination.lower()}"
@@ -476,5 +496,5 @@ def build_state(readings: Readings, identity: DeviceIdentity) -> dict[str, Json]
     plc = _plc(readings)
     for destination, rates in sorted((plc.links if plc else {}).items()):
         tx_key, rx_key = link_keys(destination)
-        state[tx_key], state[rx_key] = rates if rates is not None else (None, None)
+        state[tx_key], state[rx_key] = (round_rate(rates[0]), round_rate(rates[1])) if rates else (None, None)
     return state

@@ -51,8 +51,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     emulate.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second")
     demo = sub.add_parser("demo", help="emulated home + bridge + broker, with a live summary")
-    demo.add_argument("--broker", help="HOST[:PORT] of your broker (default: an embedded one, demo only)")
-    demo.add_argument("--port", type=int, help="port of the embedded broker (default 1883, else a free one)")
+    demo.add_argument("--broker", help="HOST[:PORT] of your broker (default: a mosquitto for the demo only)")
+    demo.add_argument("--port", type=int, help="port of the demo's mosquitto (default 1883, else a free one)")
+    demo.add_argument(
+        "--listen",
+        default="0.0.0.0",  # noqa: S104 - so that a Home Assistant on another machine can try it
+        help="address the demo's mosquitto listens on (default: all, for other machines too)",
+    )
     demo.add_argument("--speed", type=float, default=10.0, help="simulated seconds per real second")
     health = sub.add_parser(
         "health", help="exit 0 if a running bridge is connected to MQTT (Docker HEALTHCHECK)"
@@ -175,6 +180,9 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
             for device in emulator.world.devices.values():
                 where = device.ip or f"(in the PLC network of {device.spec.network})"
                 print(f"{device.serial}  {device.product.product:<28} {where}", flush=True)
+            passwords = sorted({d.password for d in emulator.world.devices.values() if d.password})
+            # Emulated devices, so no secret: the bridge (or you) needs it to talk to them.
+            print(f"device password: {', '.join(passwords) or '(none)'}", flush=True)
             await serve_stdin(emulator)  # run-time control (faults, unplugging, stations, time)
             await asyncio.Event().wait()
 
@@ -186,7 +194,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     log.configure("WARNING", "console")
     return run_until_signal(
-        lambda: run_demo(args.broker, args.port, args.speed, functools.partial(print, flush=True))
+        lambda: run_demo(
+            args.broker, args.port, args.speed, functools.partial(print, flush=True), listen=args.listen
+        )
     )
 
 

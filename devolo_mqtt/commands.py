@@ -148,12 +148,13 @@ async def execute(
                 raise CommandError(key, f"bad value: {err}") from None
         plan.sort(key=lambda item: item[0].order)
         refresh: set[SourceKey[Any]] = set()
+        failed: dict[str, str] = {}
         for capability, value in plan:
             assert capability.write is not None
-            await capability.write(runtime, value)
+            failed |= await capability.write(runtime, value) or {}
             refresh.update(capability.refresh)
         if refresh:
-            await runtime.refresh(refresh)  # read back: confirmed, not assumed
+            failed |= await runtime.refresh(refresh)  # read back: confirmed, not assumed
         runtime.publish_state(force=True)
         for source in capabilities.SOURCES:
             if source.shared and source.key in refresh:
@@ -166,7 +167,10 @@ async def execute(
         runtime.publish_state(force=True)  # the true state, so optimistic UIs revert
         answer(command, result_payload(command, label, "error", error=reason, state=_subset(runtime, keys)))
         return
-    answer(command, result_payload(command, label, "ok", state=_subset(runtime, keys)))
+    result = result_payload(command, label, "ok", state=_subset(runtime, keys))
+    if failed:
+        result["failed_sources"] = failed  # done, except these optional reads
+    answer(command, result)
 
 
 def _subset(runtime: Device, keys: list[str]) -> dict[str, Json]:

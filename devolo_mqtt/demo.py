@@ -1,7 +1,7 @@
 """`devolo-mqtt demo`: an emulated home, the bridge and a broker, with a live summary of what flows.
 
-The broker is the one given with `--broker`, else an embedded one (amqtt, from the `demo` extra)
-started for the demo only — `run` never starts a broker.
+The broker is the one given with `--broker`, else a mosquitto started for the demo only on a free
+port (`run` never starts a broker).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import ipaddress
 import json
+import shutil
 import socket
 import tempfile
 from collections.abc import Callable
@@ -32,31 +33,66 @@ DEMO_ADAPTERS = [
     {"mac": "00:00:5E:00:53:04", "manageable": False, "name": "Garage", "model": "devolo dLAN 1200+"},
     {"mac": "00:00:5E:00:53:06", "manageable": False, "name": "Shed", "model": "devolo dLAN 550 duo+"},
 ]
-_QUIET_KEYS = ("last_seen", "uptime", "tx_rate_", "rx_rate_", "guest_remaining", "neighbor_aps")
+_QUIET_KEYS = ("last_seen", "last_restart", "tx_rate_", "rx_rate_", "guest_remaining", "neighbor_aps")
 
 
-async def _embedded_broker(stack: AsyncExitStack, port: int) -> None:
-    try:
-        from amqtt.broker import Broker  # noqa: PLC0415 - optional: the `demo` extra
-    except ImportError:
-        raise ConfigError(
-            "the embedded broker needs the demo extra: pip install 'devolo-mqtt[demo]' "
-            "(or pass --broker HOST:PORT)",
-            field="--broker",
-        ) from None
-    broker = Broker(
-        {
-            "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
-            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
-        }
+def mosquitto_binary() -> str | None:
+    """Where mosquitto is installed (Debian puts it in /usr/sbin, often not on a user's PATH)."""
+    return shutil.which("mosquitto") or next(
+        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).is_file()), None
     )
-    try:
-        await broker.start()
-    except Exception as err:  # amqtt wraps bind errors in its own exception types
+
+
+async def _mosquitto(stack: AsyncExitStack, listen: str, port: int, workdir: Path) -> None:
+    """A real broker for the demo only: mosquitto with anonymous access on `listen:port`."""
+    binary = mosquitto_binary()
+    if binary is None:
         raise ConfigError(
-            f"cannot start the embedded broker on port {port} ({err}); try --port", field="--port"
-        ) from None
-    stack.push_async_callback(broker.shutdown)
+            "the demo runs mosquitto, which is not installed: `bash .ci/demo` installs it "
+            "(or: sudo apt-get install mosquitto), or pass --broker HOST:PORT",
+            field="--broker",
+        )
+    conf, log = workdir / "mosquitto.conf", workdir / "mosquitto.log"
+    conf.write_text(
+        f"listener {port} {listen}\nallow_anonymous true\npersistence false\n"
+        "log_dest stderr\nlog_type error\nlog_type warning\n",
+        encoding="utf-8",
+    )
+    with log.open("wb") as sink:
+        process = await asyncio.create_subprocess_exec(
+            binary, "-c", str(conf), stdin=asyncio.subprocess.DEVNULL, stdout=sink, stderr=sink
+        )
+
+    async def stop() -> None:
+        if process.returncode is None:
+            process.terminate()
+            await process.wait()
+
+    stack.push_async_callback(stop)
+    probe = "127.0.0.1" if listen in ("0.0.0.0", "::") else listen  # noqa: S104 - comparing, not binding
+    for _ in range(100):
+        if process.returncode is not None:
+            break
+        with contextlib.suppress(OSError):
+            _, writer = await asyncio.open_connection(probe, port)
+            writer.close()
+            return
+        await asyncio.sleep(0.05)
+    text = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+    raise ConfigError(
+        f"mosquitto did not start on {listen}:{port}: {text[-1] if text else 'no output'}; try --port",
+        field="--port",
+    )
+
+
+def lan_address() -> str | None:
+    """This machine's address for other machines on the LAN, when it can be told (no traffic sent)."""
+    with contextlib.suppress(OSError):
+        for *_, sockaddr in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET):
+            address = str(sockaddr[0])
+            if not ipaddress.ip_address(address).is_loopback:
+                return address
+    return None
 
 
 async def _start_home(speed: float) -> tuple[Scenario, Emulator]:
@@ -87,58 +123,69 @@ def _parse_broker(value: str, default_port: int | None) -> tuple[str, int]:
     return host, int(port)
 
 
-def _free_port(preferred: int) -> int:
+def _free_port(preferred: int, listen: str = "127.0.0.1") -> int:
     """The preferred port when nothing listens there, else one the system picks."""
     with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind(("127.0.0.1", preferred))
+            sock.bind((listen, preferred))
         except OSError:
-            sock.bind(("127.0.0.1", 0))
+            sock.bind((listen, 0))
         port: int = sock.getsockname()[1]
         return port
 
 
 async def run_demo(
-    broker: str | None, port: int | None, speed: float, out: Callable[[str], None] = print
+    broker: str | None,
+    port: int | None,
+    speed: float,
+    out: Callable[[str], None] = print,
+    *,
+    listen: str = "0.0.0.0",  # noqa: S104 - the demo broker is for other machines' Home Assistant too
 ) -> None:
     """Run the demo until cancelled."""
     async with AsyncExitStack() as stack:
+        data = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="devolo-mqtt-demo-")))
         if broker is None:
-            host, protocol = "127.0.0.1", "3.1.1"  # amqtt speaks MQTT 3.1.1
-            port = port or _free_port(1883)
-            await _embedded_broker(stack, port)
+            host, port = "127.0.0.1", port or _free_port(1883, listen)
+            await _mosquitto(stack, listen, port, data)
         else:
-            (host, port), protocol = _parse_broker(broker, port), "5"
+            host, port = _parse_broker(broker, port)
         home, emulator = await _start_home(speed)
         stack.push_async_callback(emulator.close)
-        data = stack.enter_context(tempfile.TemporaryDirectory(prefix="devolo-mqtt-demo-"))
         settings = load_settings(
             None,
-            mqtt={"host": host, "port": port, "protocol": protocol, "client_id": "devolo-mqtt-demo"},
+            mqtt={"host": host, "port": port, "client_id": "devolo-mqtt-demo"},
             # Only the demo's own devices (not a test run's, nor another emulator's on this machine).
             discovery={"interfaces": ["127.0.0.1"], "networks": [_block(home)]},
             device_password=DEMO_PASSWORD,
             devices=DEMO_ADAPTERS,
             polling={"state": 10, "wifi": 5, "network": 30},
             wifi={"consider_home": 60},
-            data_dir=str(Path(data)),
+            data_dir=str(data / "data"),
             logging={"level": "WARNING"},
         )
-        _banner(out, host, port, broker is None)
+        _banner(out, host, port, own_broker=broker is None, listen=listen)
         async with asyncio.TaskGroup() as group:
             group.create_task(Bridge(settings).run(), name="devolo_mqtt.demo.bridge")
             group.create_task(_summary(host, port, out), name="devolo_mqtt.demo.summary")
 
 
-def _banner(out: Callable[[str], None], host: str, port: int, embedded: bool) -> None:
-    where = f"{host}:{port}" + (" (embedded broker, MQTT 3.1.1)" if embedded else "")
+def _banner(out: Callable[[str], None], host: str, port: int, *, own_broker: bool, listen: str) -> None:
+    where = f"{host}:{port}" + (" (mosquitto, started for the demo)" if own_broker else "")
+    lan = lan_address() if own_broker and listen in ("0.0.0.0", "::") else None  # noqa: S104
+    remote = (
+        f"\n  from another machine (e.g. your Home Assistant): broker {lan}, port {port} (no password; "
+        "only emulated devices)"
+        if lan
+        else ""
+    )
     out(f"""devolo-mqtt demo: 7 emulated devolo devices in 2 PLC networks, WiFi clients coming and going.
-  broker:          {where}
+  broker:          {where}{remote}
   watch it:        mosquitto_sub -h {host} -p {port} -t 'devolo/#' -v
   MQTT Explorer:   connect to {host}:{port}
-  Home Assistant:  add the MQTT integration with broker {host}:{port}; devices appear by discovery
+  Home Assistant:  add the MQTT integration with that broker; devices appear by discovery
   try a command:   mosquitto_pub -h {host} -p {port} -t devolo/1000000000000002/set/leds -m OFF
+  device password: {DEMO_PASSWORD} (the emulated devices', for the devolo web UI at their addresses)
 Ctrl-C stops the demo.
 """)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 import httpx
@@ -27,13 +28,21 @@ from devolo_plc_api.plcnet_api.plcnetapi import PlcNetApi
 from google.protobuf.message import DecodeError
 from zeroconf.asyncio import AsyncZeroconf
 
-from devolo_mqtt.errors import CommandError, DeviceAuthError, DeviceProtocolError, DeviceUnavailableError
+from devolo_mqtt.clock import utc_now
+from devolo_mqtt.errors import (
+    CommandError,
+    DeviceAuthError,
+    DeviceProtocolError,
+    DeviceUnavailableError,
+    UnsupportedError,
+)
 from devolo_mqtt.log import REDACTOR
 from devolo_mqtt.mac import normalise_mac
 from devolo_mqtt.model import (
     DeviceIdentity,
     FirmwareCheck,
     GuestWifi,
+    NeighborAp,
     Overview,
     PlcDevice,
     PlcRate,
@@ -134,11 +143,13 @@ class DevoloClient:
             except DevicePasswordProtected as err:
                 raise DeviceAuthError(self.ip) from err
             except httpx.HTTPStatusError as err:
+                if err.response.status_code == httpx.codes.NOT_FOUND:
+                    raise UnsupportedError(what) from err
                 raise DeviceProtocolError(self.ip, f"{what}: HTTP {err.response.status_code}") from err
             except DecodeError as err:
                 raise DeviceProtocolError(self.ip, f"{what}: malformed response") from err
             except FeatureNotSupported as err:
-                raise CommandError(what, "not supported by this device") from err
+                raise UnsupportedError(what) from err
             self.last_latency = time.monotonic() - started
             return result
 
@@ -175,6 +186,11 @@ class DevoloClient:
         """Seconds since boot (needs the password)."""
         return await self._call("uptime", self._api().async_uptime)
 
+    async def last_restart(self) -> datetime:
+        """When the device last booted, to the second (from its uptime)."""
+        seconds = await self.uptime()
+        return (utc_now() - timedelta(seconds=seconds)).replace(microsecond=0)
+
     async def guest(self) -> GuestWifi:
         """Guest WiFi state; its key is registered for redaction on sight."""
         raw = await self._call("guest_wifi", self._api().async_get_wifi_guest_access)
@@ -202,9 +218,11 @@ class DevoloClient:
             for s in raw
         ]
 
-    async def neighbor_count(self) -> int:
-        """How many foreign access points the device sees."""
-        return len(await self._call("neighbor_aps", self._api().async_get_wifi_neighbor_access_points))
+    async def neighbors(self) -> list[NeighborAp]:
+        """The foreign WiFi networks the device sees, strongest first."""
+        raw = await self._call("neighbor_aps", self._api().async_get_wifi_neighbor_access_points)
+        found = [NeighborAp(n.ssid, _BANDS.get(n.band, "unknown"), n.channel, n.signal) for n in raw]
+        return sorted(found, key=lambda n: (-n.signal, n.ssid, n.channel))
 
     async def overview(self) -> Overview:
         """The device's whole PLC network with every directed data rate."""

@@ -50,6 +50,14 @@ class CommandError(DevoloMqttError):
         self.reason = reason
 
 
+class UnsupportedError(CommandError):
+    """The device does not offer this call (not in its features, or it answers 404): not an error of
+    the device, just something it cannot do."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key, "not supported by this device")
+
+
 class DeviceRefusedError(DevoloMqttError):
     """A device cannot be bridged as it identifies itself (its id is not a safe topic level, or taken)."""
 

@@ -12,7 +12,7 @@ from devolo_mqtt import capabilities, homeassistant
 from devolo_mqtt.adapter import AdapterRuntime
 from devolo_mqtt.capabilities import PLC_VIEW
 from devolo_mqtt.homeassistant import DiscoveryLedger, HaContext, HaDevice, HaLink
-from devolo_mqtt.publisher import Publisher, dumps
+from devolo_mqtt.publisher import Publisher
 from devolo_mqtt.runtime import DeviceRuntime
 
 log = structlog.get_logger("devolo_mqtt.ha")
@@ -23,14 +23,24 @@ class HaPublisher:
     """The discovery configs of this bridge instance."""
 
     def __init__(
-        self, publisher: Publisher, ctx: HaContext, *, enabled: bool, link_name: Callable[[str], str]
+        self,
+        publisher: Publisher,
+        ctx: HaContext,
+        *,
+        enabled: bool,
+        link_name: Callable[[str], str],
+        device_name: Callable[[Node], str],
     ) -> None:
         self._out = publisher
         self._ctx = ctx
         self.enabled = enabled
         self._link_name = link_name
+        self._device_name = device_name
         self.ledger = DiscoveryLedger()
         self.swept = False  # stale configs of earlier runs cleared
+        # After `discovery/purge`: configs are kept up to date in the ledger but not sent until
+        # `discovery/republish` (otherwise the next change would bring back what the user removed).
+        self.purged = False
 
     @property
     def listening(self) -> bool:
@@ -38,26 +48,25 @@ class HaPublisher:
         return self.enabled and not self.swept
 
     def bridge(self) -> None:
-        """The bridge's own entity (on every connection)."""
+        """The bridge's own entity."""
         if self.enabled:
-            for topic, payload in homeassistant.bridge_configs(self._ctx).items():
-                self._out.config(topic, dumps(payload))
+            self._update("devolo_bridge" + self._ctx.suffix(), homeassistant.bridge_configs(self._ctx))
 
     def device(self, node: Node) -> None:
         """Every config of one device (only the changed ones go out; vanished entities are emptied)."""
-        if not self.enabled:
-            return
-        configs = homeassistant.device_configs(self._ctx, self._ha_device(node))
-        for topic, text in self.ledger.update(f"devolo_{node.id}", configs):
-            self._out.config(topic, text)
+        if self.enabled:
+            self._update(f"devolo_{node.id}", homeassistant.device_configs(self._ctx, self._ha_device(node)))
 
     def tracker(self, mac: str, name: str | None, vendor: str | None) -> None:
         """A WiFi client's device tracker."""
-        if not self.enabled:
-            return
-        topic, payload = homeassistant.tracker_config(self._ctx, mac, name, vendor)
-        for out_topic, text in self.ledger.update(self._ctx.topics.discovery_node(topic), {topic: payload}):
-            self._out.config(out_topic, text)
+        if self.enabled:
+            topic, payload = homeassistant.tracker_config(self._ctx, mac, name, vendor)
+            self._update(self._ctx.topics.discovery_node(topic), {topic: payload})
+
+    def _update(self, owner: str, configs: dict[str, homeassistant.Payload]) -> None:
+        for topic, text in self.ledger.update(owner, configs):
+            if not self.purged:
+                self._out.config(topic, text)
 
     def seen_on_broker(self, topic: str, payload: bytes) -> None:
         """A retained config under the discovery prefix: ours from an earlier run? Stale already?"""
@@ -75,18 +84,20 @@ class HaPublisher:
             self._out.config(topic, "")
 
     def republish(self) -> int:
-        """Every config again; how many."""
+        """Every current config again (after a purge too); how many."""
+        self.purged = False
         items = self.ledger.republish()
         for topic, text in items:
-            self._out.config(topic, text)
+            self._out.config(topic, text, force=True)
         return len(items)
 
     def purge(self) -> int:
-        """Empty every config of this bridge; how many."""
+        """Empty every config of this bridge, and send none until `republish`; how many."""
+        self.purged = True
         topics = [*self.ledger.published, *self.ledger.found]
         for topic in topics:
             self._out.config(topic, "")
-        self.ledger = DiscoveryLedger()
+        self.ledger.found.clear()
         return len(topics)
 
     def _ha_device(self, node: Node) -> HaDevice:
@@ -104,7 +115,7 @@ class HaPublisher:
             links=links,
             id=node.id,
             serial=identity.serial,
-            name=node.name,
+            name=self._device_name(node),
             model=identity.product,
             mt=identity.mt,
             firmware=node.firmware,

@@ -99,6 +99,18 @@ def device_block(ctx: HaContext, device: HaDevice) -> Payload:
     return block
 
 
+def value(key: str) -> str:
+    """A template for one state key that renders `None` (HA: unknown) when the key is missing or null —
+    never an undefined-variable warning in Home Assistant's log."""
+    return f"{{{{ value_json.{key} | default('None') }}}}"
+
+
+def on_off_value(key: str) -> str:
+    """A boolean state key as `ON`/`OFF`, `None` (unknown) when missing or null."""
+    known = f"value_json.{key} is defined and value_json.{key} is not none"
+    return f"{{{{ ('ON' if value_json.{key} else 'OFF') if {known} else 'None' }}}}"
+
+
 def _entity_base(ctx: HaContext, device: HaDevice, key: str, ha: HaEntity) -> Payload:
     object_id = f"devolo_{device.id}_{key}".lower()
     payload: Payload = {
@@ -131,7 +143,7 @@ def entity_config(ctx: HaContext, device: HaDevice, capability: Capability) -> P
         return None
     t = ctx.topics
     payload = _entity_base(ctx, device, capability.key, ha)
-    state_topic, template = t.state(device.id), f"{{{{ value_json.{capability.key} }}}}"
+    state_topic, template = t.state(device.id), value(capability.key)
     if ha.state_from == "availability":
         # Connectivity shows the device's own availability, so it must stay available itself.
         payload["availability"] = [{"topic": t.bridge_state}]
@@ -144,9 +156,13 @@ def entity_config(ctx: HaContext, device: HaDevice, capability: Capability) -> P
         assert ha.install_key is not None
         payload.update(
             state_topic=state_topic,
-            value_template=f"{{{{ value_json.{ha.installed_key} }}}}",
+            value_template=value(ha.installed_key),
             latest_version_topic=state_topic,
-            latest_version_template=f"{{{{ value_json.{capability.key} or value_json.{ha.installed_key} }}}}",
+            # No update offered (or not checked yet): the installed version is the latest one known.
+            latest_version_template=(
+                f"{{{{ value_json.{capability.key} | default(value_json.{ha.installed_key}, true)"
+                " | default('None') }}"
+            ),
             command_topic=t.set(device.id, ha.install_key),
             payload_install="install",
         )
@@ -155,7 +171,7 @@ def entity_config(ctx: HaContext, device: HaDevice, capability: Capability) -> P
             state_topic=state_topic,
             payload_on="ON",
             payload_off="OFF",
-            value_template=f"{{{{ 'ON' if value_json.{capability.key} else 'OFF' }}}}",
+            value_template=on_off_value(capability.key),
         )
     else:
         payload.update(state_topic=state_topic, value_template=template)
@@ -163,6 +179,8 @@ def entity_config(ctx: HaContext, device: HaDevice, capability: Capability) -> P
             payload["command_topic"] = t.set(device.id, capability.key)
         if ha.component == "switch":
             payload.update(payload_on="ON", payload_off="OFF", state_on="ON", state_off="OFF")
+    if ha.attributes_from == "neighbors":
+        payload["json_attributes_topic"] = t.wifi_neighbors(device.id)
     payload.update(ha.extra)
     return payload
 
@@ -189,7 +207,7 @@ def device_configs(ctx: HaContext, device: HaDevice) -> dict[str, Payload]:
             payload = _entity_base(ctx, device, key, ha)
             payload.update(
                 state_topic=ctx.topics.state(device.id),
-                value_template=f"{{{{ value_json.{key} }}}}",
+                value_template=value(key),
                 expire_after=ctx.link_expire_after,
             )
             configs[ctx.topics.discovery("sensor", node, key)] = payload

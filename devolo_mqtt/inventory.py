@@ -109,6 +109,12 @@ def health(uptime: float, counters: Counters, runtimes: Iterable[DeviceRuntime])
     }
 
 
+def health_essence(health: dict[str, Any]) -> dict[str, Any]:
+    """What makes `bridge/health` worth publishing before its heartbeat: a device's online state or
+    last error changed (not the counters, poll times and latencies that move on every poll)."""
+    return {device: [entry["online"], entry["last_error"]] for device, entry in health["devices"].items()}
+
+
 def info(settings: Settings) -> dict[str, Any]:
     """`bridge/info`: version, schema and the effective configuration (secrets dump as '**********')."""
     return {

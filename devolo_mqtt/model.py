@@ -99,6 +99,16 @@ class Overview:
 
 
 @dataclass(frozen=True, slots=True)
+class NeighborAp:
+    """A foreign WiFi network an access point sees."""
+
+    ssid: str
+    band: str
+    channel: int
+    signal: int  # dBm
+
+
+@dataclass(frozen=True, slots=True)
 class PlcView:
     """What the last network overview said about one device: its links are keyed by destination MAC.
 

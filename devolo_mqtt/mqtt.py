@@ -56,6 +56,7 @@ class Counters:
     published: int = 0
     received: int = 0
     dropped: int = 0
+    unchanged: int = 0  # retained messages not sent again: the broker holds the same payload
 
     def as_dict(self) -> dict[str, int]:
         """JSON form."""
@@ -64,6 +65,7 @@ class Counters:
             "published": self.published,
             "received": self.received,
             "dropped": self.dropped,
+            "unchanged": self.unchanged,
         }
 
 
@@ -119,11 +121,19 @@ class MqttSession:
         retain: bool = False,
         qos: int = 0,
         correlation: bytes | None = None,
+        force: bool = False,
     ) -> None:
-        """Queue a message; retained ones are also remembered for re-publishing after a reconnect."""
+        """Queue a message; retained ones are also remembered for re-publishing after a reconnect.
+
+        A retained payload equal to the one the topic already holds is not sent again (unless `force`):
+        every retained topic is published on change only, and a reconnect replays them all anyway.
+        """
         data = payload.encode() if isinstance(payload, str) else payload
         message = Outgoing(topic, data, qos, retain, correlation)
         if retain:
+            if not force and data and (held := self.retained.get(topic)) is not None and held == message:
+                self.counters.unchanged += 1
+                return
             if data:
                 self.retained[topic] = message
             else:

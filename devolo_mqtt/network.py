@@ -11,11 +11,13 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import structlog
 
 from devolo_mqtt.adapter import AdapterRuntime
-from devolo_mqtt.capabilities import PLC_VIEW
+from devolo_mqtt.capabilities import PLC_VIEW, round_rate
+from devolo_mqtt.changes import ChangeFilter
 from devolo_mqtt.clock import iso, utc_now
 from devolo_mqtt.errors import DevoloMqttError
 from devolo_mqtt.mac import display_mac
@@ -81,6 +83,8 @@ class NetworkMonitor:
         configured_network: Callable[[str], str | None],
         publish: Callable[[str, object], None],
         measured: Callable[[list[str]], None],
+        heartbeat: float,
+        clock: Callable[[], float],
     ) -> None:
         self._interval = interval
         self._ids = ids
@@ -90,6 +94,8 @@ class NetworkMonitor:
         self._configured_network = configured_network
         self._publish = publish
         self._measured = measured
+        self._heartbeat, self._clock = heartbeat, clock
+        self._changes: dict[str, ChangeFilter] = {}  # per network: its matrix, measurement time aside
         self.networks: dict[str, _Network] = {}
         self.unmanaged: dict[str, Unmanaged] = {}
         self._last: dict[str, tuple[PlcDevice, PlcView]] = {}  # per MAC, from the newest overview
@@ -184,14 +190,17 @@ class NetworkMonitor:
             self._last.pop(mac, None)
             if (adapter := self._adapters.get(mac)) is not None:
                 adapter.seen(None, None)
-        self._publish(network_id, self._matrix(network_id, overview, runtimes))
+        matrix = self._matrix(network_id, overview, runtimes)
+        changes = self._changes.setdefault(network_id, ChangeFilter(self._heartbeat, self._clock))
+        if changes.should_publish({k: v for k, v in matrix.items() if k != "measured_at"}):
+            self._publish(network_id, matrix)
         self._measured(macs)
         return set(macs)
 
     def _matrix(
         self, network_id: str, overview: Overview, runtimes: dict[str | None, DeviceRuntime]
-    ) -> object:
-        devices = []
+    ) -> dict[str, Any]:
+        devices: list[dict[str, Any]] = []
         for d in overview.devices:
             node = runtimes.get(d.mac) or self._adapters.get(d.mac)
             devices.append(
@@ -204,17 +213,25 @@ class NetworkMonitor:
                     "product": d.product or None,
                 }
             )
-        rates = [
+        rates: list[dict[str, Any]] = [
             {
                 "from": display_mac(r.src),
                 "to": display_mac(r.dst),
-                "tx_rate": r.tx,
-                "rx_rate": r.rx,
+                "tx_rate": round_rate(r.tx),
+                "rx_rate": round_rate(r.rx),
             }
             for r in overview.rates
         ]
         return {"network": network_id, "measured_at": iso(utc_now()), "devices": devices, "rates": rates}
 
     def name_for(self, mac: str, overview_name: str = "") -> str:
-        """Configured name, else the name set in the device, else the MAC."""
-        return self._names(mac) or overview_name or display_mac(mac)
+        """Configured name, else the name set in the device (from its network's last overview), else
+        its product and MAC, else the MAC."""
+        if named := self._names(mac) or overview_name:
+            return named
+        last = self._last.get(mac)
+        if last is not None and last[0].name:
+            return last[0].name
+        if last is not None and last[0].product:
+            return f"{last[0].product} {display_mac(mac)}"
+        return display_mac(mac)

@@ -25,9 +25,9 @@ class Publisher:
         self.topics = topics
 
     # --- devices -------------------------------------------------------------------------------------
-    def state(self, device_id: str, state: dict[str, Json]) -> None:
+    def state(self, device_id: str, state: dict[str, Json], *, force: bool = False) -> None:
         """A device's state object (retained)."""
-        self.mqtt.publish(self.topics.state(device_id), dumps(state), retain=True)
+        self.mqtt.publish(self.topics.state(device_id), dumps(state), retain=True, force=force)
 
     def availability(self, device_id: str, *, online: bool) -> None:
         """A device's availability (retained, QoS 1)."""
@@ -38,7 +38,12 @@ class Publisher:
     def forget(self, device_id: str) -> None:
         """Clear every retained topic of a device id that is no longer used."""
         t = self.topics
-        for topic in (t.availability(device_id), t.state(device_id), t.wifi_clients(device_id)):
+        for topic in (
+            t.availability(device_id),
+            t.state(device_id),
+            t.wifi_clients(device_id),
+            t.wifi_neighbors(device_id),
+        ):
             self.mqtt.publish(topic, b"", retain=True)
 
     def set_result(
@@ -84,14 +89,18 @@ class Publisher:
         """`bridge/health`."""
         self.mqtt.publish(self.topics.bridge_health, dumps(payload), retain=True)
 
-    def config(self, topic: str, text: str) -> None:
+    def config(self, topic: str, text: str, *, force: bool = False) -> None:
         """A Home Assistant discovery config (retained, QoS 1; empty text removes it)."""
-        self.mqtt.publish(topic, text, retain=True, qos=1)
+        self.mqtt.publish(topic, text, retain=True, qos=1, force=force)
 
     # --- networks and WiFi ---------------------------------------------------------------------------
     def rates(self, network_id: str, matrix: object) -> None:
         """A PLC network's rate matrix (retained)."""
         self.mqtt.publish(self.topics.network_rates(network_id), dumps(matrix), retain=True)
+
+    def neighbors(self, device_id: str, payload: dict[str, Any]) -> None:
+        """The foreign WiFi networks an access point sees (retained)."""
+        self.mqtt.publish(self.topics.wifi_neighbors(device_id), dumps(payload), retain=True)
 
     def client_list(self, ap: str, payload: dict[str, Any]) -> None:
         """An access point's WiFi clients (retained)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any, Literal
 
 import structlog
@@ -18,17 +19,19 @@ from devolo_mqtt.device import DevoloClient
 from devolo_mqtt.errors import DeviceRefusedError
 from devolo_mqtt.ha_publisher import HaPublisher, Node
 from devolo_mqtt.mdns import Found
-from devolo_mqtt.model import PLCNET, Json, Station
+from devolo_mqtt.model import PLCNET, Json, NeighborAp, Station
 from devolo_mqtt.mqtt import Outgoing
 from devolo_mqtt.names import MacNames
 from devolo_mqtt.network import NetworkMonitor
 from devolo_mqtt.publisher import Publisher
 from devolo_mqtt.runtime import DeviceRuntime
 from devolo_mqtt.settings import DeviceConfig, Settings
+from devolo_mqtt.store import StoredInt
 from devolo_mqtt.topics import device_id_problem
 from devolo_mqtt.wifi import WifiTracker
 
 log = structlog.get_logger("devolo_mqtt.registry")
+NAME_WAIT = 10.0  # seconds discovery of an unnamed PLC device waits for its network's overview
 ClientFactory = Callable[[str, str], DevoloClient]  # (ip, password) → the device's client
 
 
@@ -58,6 +61,10 @@ class DeviceRegistry:
             for d in settings.devices
             if not d.manageable and d.enabled and d.mac
         }
+        # One guest WiFi duration for the mesh (every access point shows it), kept across restarts.
+        self._guest_duration = StoredInt(
+            settings.data_dir / "guest_wifi.json", settings.guest_wifi.default_duration
+        )
         self._refused: dict[str, str] = {}  # serial → why it is not bridged (logged once)
         self._executor = commands.Executor(
             answer=lambda device_id, c, p: publisher.set_result(
@@ -130,6 +137,7 @@ class DeviceRegistry:
             hooks=self,
             executor=self._executor,
             clock=self._clock,
+            guest_duration=self._guest_duration,
         )
         self.runtimes[device_id] = runtime
         self._group.create_task(self._supervise(runtime), name=f"devolo_mqtt[{device_id}]")
@@ -185,10 +193,43 @@ class DeviceRegistry:
                 hint = " (give it an `id` in the config)" if runtime.config is not None else ""
                 raise DeviceRefusedError(serial, problem + hint)
             self._rename(runtime, serial)
-        self._ha.device(runtime)
+        plc = runtime.identity.supports(PLCNET) and self.networks is not None
+        if plc and self.networks is not None:
+            self.networks.device_joined(runtime)  # its network's last overview: its name, if known
+        if plc and not runtime.named:
+            # Its name is in its network's overview, due in a moment: discovery waits for it (Home
+            # Assistant would otherwise create the device under its product name, then rename it).
+            asyncio.get_running_loop().call_later(NAME_WAIT, self._discover_unnamed, runtime)
+        else:
+            self._discover(runtime)
         self.publish_inventory()
-        if runtime.identity.supports(PLCNET) and self.networks is not None:
-            self.networks.device_joined(runtime)
+
+    def _discover(self, node: Node) -> None:
+        """Discovery for a device, and for unnamed devices of the same product (their suffixes)."""
+        self._ha.device(node)
+        for other in self._alike(node):
+            self._ha.device(other)
+
+    def _alike(self, node: Node) -> list[Node]:
+        """Other unnamed devices of an unnamed device's product."""
+        if node.named or node.identity_ is None:
+            return []
+        product = node.identity_.product
+        return [
+            n
+            for n in self.nodes()
+            if n is not node and not n.named and n.identity_ is not None and n.identity_.product == product
+        ]
+
+    def _discover_unnamed(self, runtime: DeviceRuntime) -> None:
+        if self.runtimes.get(runtime.id) is runtime and runtime.identity_ is not None:
+            self._discover(runtime)  # no overview named it in time (none answered): go with the product
+
+    def display_name(self, node: Node) -> str:
+        """A node's name; unnamed devices of one product are told apart by the end of their serial."""
+        identity = node.identity_
+        alike = identity is not None and bool(self._alike(node))
+        return f"{node.name} ({identity.serial[-4:]})" if alike and identity else node.name
 
     def _rename(self, runtime: DeviceRuntime, device_id: str) -> None:
         if runtime.id == device_id:
@@ -200,15 +241,18 @@ class DeviceRegistry:
         if was_provisional:
             self._out.forget(old)  # what versions before 0.2 left under the address-based id
 
-    def device_state(self, runtime: Node, state: dict[str, Json]) -> None:
-        """A device's state object."""
-        self._out.state(runtime.id, state)
+    def device_state(self, runtime: Node, state: dict[str, Json], *, force: bool) -> None:
+        """A device's state object (`force`: even when the broker holds the same one)."""
+        self._out.state(runtime.id, state, force=force)
 
     def source_read(self, runtime: DeviceRuntime, source: SourceKey[Any], value: Any) -> None:
-        """Station lists go to the WiFi tracker."""
+        """Station lists go to the WiFi tracker, neighbouring networks to their own topic."""
         if source == capabilities.STATIONS and self.wifi is not None:
             stations: list[Station] = value
             self.wifi.update_ap(runtime.id, stations)
+        elif source == capabilities.NEIGHBORS and not runtime.provisional:
+            neighbors: list[NeighborAp] = value
+            self._out.neighbors(runtime.id, {"networks": [asdict(n) for n in neighbors]})
 
     def device_availability(self, runtime: Node) -> None:
         """A device's availability; an access point going offline loses its clients."""
@@ -252,7 +296,7 @@ class DeviceRegistry:
         """A PLC overview came in: new links get sensors (unchanged configs are skipped)."""
         for node in self.nodes():
             if node.identity_ is not None and node.identity_.mac in macs:
-                self._ha.device(node)
+                self._discover(node)
         self.publish_inventory()
 
     def publish_inventory(self) -> None:

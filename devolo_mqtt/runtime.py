@@ -26,9 +26,11 @@ from devolo_mqtt.errors import (
     DeviceProtocolError,
     DeviceUnavailableError,
     DevoloMqttError,
+    UnsupportedError,
 )
-from devolo_mqtt.model import DeviceIdentity, Json
+from devolo_mqtt.model import DeviceIdentity, FirmwareCheck, Json
 from devolo_mqtt.settings import DeviceConfig, Settings
+from devolo_mqtt.store import StoredInt
 from devolo_mqtt.tasks import first_of, honour_cancellation
 
 log = structlog.get_logger("devolo_mqtt.runtime")
@@ -40,7 +42,7 @@ class RuntimeHooks(Protocol):
 
     def device_identified(self, runtime: DeviceRuntime) -> None: ...
 
-    def device_state(self, runtime: DeviceRuntime, state: dict[str, Json]) -> None: ...
+    def device_state(self, runtime: DeviceRuntime, state: dict[str, Json], *, force: bool) -> None: ...
 
     def device_availability(self, runtime: DeviceRuntime) -> None: ...
 
@@ -73,6 +75,7 @@ class DeviceRuntime:
         hooks: RuntimeHooks,
         executor: Executor,
         clock: Callable[[], float],
+        guest_duration: StoredInt,
     ) -> None:
         self.id = device_id
         # Configured by address only: the id (its serial) is not known before the first connection, and
@@ -92,8 +95,9 @@ class DeviceRuntime:
         self.stats = PollStats()
         self.last_seen: datetime | None = None
         self._locate_until = 0.0
-        self.guest_duration = settings.guest_wifi.default_duration
+        self._guest_duration = guest_duration
         self._data: dict[SourceKey[Any], Any] = {}
+        self._unsupported: set[SourceKey[Any]] = set()  # sources the device said it cannot serve
         self._retry_at = 0.0
         # Offline: only one probe per back-off step (never longer than a state interval).
         self._probe_backoff = Backoff(
@@ -140,6 +144,15 @@ class DeviceRuntime:
         self._locate_until = value
         self._locate_changed.set()
 
+    @property
+    def guest_duration(self) -> int:
+        """Minutes guest WiFi stays on when switched on: one value for the whole mesh, kept in data_dir."""
+        return self._guest_duration.value
+
+    @guest_duration.setter
+    def guest_duration(self, minutes: int) -> None:
+        self._guest_duration.value = minutes
+
     def data(self, key: SourceKey[T]) -> T | None:
         """The last value a source read (None before the first read)."""
         value: T | None = self._data.get(key)
@@ -152,10 +165,15 @@ class DeviceRuntime:
 
     @property
     def name(self) -> str:
-        """Configured name, else the name set in the device, else the serial."""
+        """Configured name, else the name set in the device, else its product (else its id)."""
         if self.config and self.config.name:
             return self.config.name
-        return self.overview_name or (self.identity_.serial if self.identity_ else self.id)
+        return self.overview_name or (self.identity_.product if self.identity_ else "") or self.id
+
+    @property
+    def named(self) -> bool:
+        """Whether the device has a name of its own (configured or set in the device)."""
+        return bool((self.config and self.config.name) or self.overview_name)
 
     def request_refresh(self, sources: Collection[SourceKey[Any]] | None = None) -> None:
         """Read these sources (all when None) soon; requests coalesce until the read starts."""
@@ -168,14 +186,29 @@ class DeviceRuntime:
         self._log = log.bind(device=device_id, ip=self.ip)
         structlog.contextvars.bind_contextvars(device=device_id)
 
-    async def refresh(self, sources: Collection[SourceKey[Any]] | None = None) -> None:
-        """Read sources now (all of them when None) and publish the result."""
+    async def refresh(self, sources: Collection[SourceKey[Any]] | None = None) -> dict[str, str]:
+        """Read sources now (all of them when None) and publish the result; the sources that failed,
+        with why. Raises when the device is unreachable, or when every source asked for failed."""
         if self.identity_ is None:
             raise DeviceUnavailableError(self.id, "not connected yet")
-        for source in capabilities.sources_for(self.identity_):
-            if sources is None or source.key in sources:
+        wanted = [
+            s
+            for s in capabilities.sources_for(self.identity_)
+            if (sources is None or s.key in sources) and s.key not in self._unsupported
+        ]
+        failed: dict[str, str] = {}
+        last: DevoloMqttError | None = None
+        for source in wanted:
+            try:
                 await self._poll(source, force=True, raise_errors=True)
+            except DeviceUnavailableError:
+                raise
+            except DevoloMqttError as err:
+                failed[source.name], last = getattr(err, "reason", str(err)), err
         self.publish_state(force=True)
+        if last is not None and len(failed) == len(wanted):
+            raise last
+        return failed
 
     # --- life ----------------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -256,7 +289,7 @@ class DeviceRuntime:
         # (possibly six-hour) interval: one timed-out firmware check must not hide updates for hours.
         retry = min(interval, self._settings.polling.state)
         wait = interval if source.key in self._data else retry
-        while True:
+        while source.key not in self._unsupported:
             await asyncio.sleep(wait)
             wait = interval if await self._poll(source) else retry
             honour_cancellation()
@@ -267,18 +300,26 @@ class DeviceRuntime:
         if not force and self.online is False and self._clock() < self._retry_at:
             return False  # offline: only the first poller after the back-off probes the device
         try:
-            self._data[source.key] = await source.read(self._client)
+            value = await source.read(self._client)
         except DeviceUnavailableError as err:
             self._set_online(False, err.reason)
             if raise_errors:
                 raise
             return False
+        except UnsupportedError:
+            if source.key not in self._unsupported:
+                self._unsupported.add(source.key)  # asked no more; not an error of the device
+                self._log.info("source_unsupported", source=source.name)
+            self._set_online(True)
+            return True
         except (DeviceAuthError, DeviceProtocolError, CommandError) as err:
             self._note_error(source.name, str(err))
             self._set_online(True)  # it answered: reachable, just unhappy
             if raise_errors:
                 raise
             return False
+        last = self._data.get(source.key)
+        self._data[source.key] = source.merge(last, value) if source.merge and last is not None else value
         self._clear_error(source.name)
         self._set_online(True)
         self._hooks.source_read(self, source.key, self._data[source.key])
@@ -331,7 +372,10 @@ class DeviceRuntime:
             return
         if self.firmware != self._firmware_seen:
             self._firmware_seen = self.firmware
-            self._data.pop(capabilities.FIRMWARE, None)  # a new firmware makes the last update check stale
+            # The last update check is stale: until the new check, the installed version is the newest
+            # known (the update keys stay in the state instead of vanishing).
+            if self._data.get(capabilities.FIRMWARE) is not None:
+                self._data[capabilities.FIRMWARE] = FirmwareCheck(available=False, version="")
             self._log.info("firmware_changed", firmware=self.firmware)
             self.request_refresh((capabilities.FIRMWARE,))
         state = self.current_state()
@@ -341,7 +385,7 @@ class DeviceRuntime:
                 self._hooks.event(
                     "firmware_available", {"device": self.id, "version": state.get("next_firmware")}
                 )
-            self._hooks.device_state(self, {**state, "last_seen": iso(self.last_seen)})
+            self._hooks.device_state(self, {**state, "last_seen": iso(self.last_seen)}, force=force)
 
     def _set_online(self, online: bool, reason: str = "") -> None:
         if online:

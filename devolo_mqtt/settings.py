@@ -149,6 +149,7 @@ class PollingSettings(_Section):
     state: Annotated[float, Field(gt=0)] = 60.0
     firmware: Annotated[float, Field(gt=0)] = 6 * 3600.0
     neighbors: Annotated[float, Field(gt=0)] = 300.0
+    uptime: Annotated[float, Field(gt=0)] = 3600.0  # last restart (also read on every reconnection)
     network: Annotated[float, Field(gt=0)] = 300.0
     wifi: Annotated[float, Field(gt=0)] = 15.0
     heartbeat: Annotated[float, Field(gt=0)] = 300.0

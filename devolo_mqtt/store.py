@@ -1,6 +1,7 @@
 """What the bridge remembers across restarts in `data_dir` (MAC names, network ids, WiFi clients, the
-health heartbeat): small JSON files, each written atomically (a crash mid-write never leaves half a
-file), and read back leniently (a missing or damaged file is an empty memory, never a crash)."""
+guest WiFi duration, the health heartbeat): small JSON files, each written atomically (a crash
+mid-write never leaves half a file), and read back leniently (a missing or damaged file is an empty
+memory, never a crash)."""
 
 from __future__ import annotations
 
@@ -39,3 +40,23 @@ class JsonStore:
                 log.warning("data_not_saved", path=str(self.path), error=err.strerror)
             return False
         return True
+
+
+class StoredInt:
+    """One whole number remembered across restarts (a setting changed over MQTT), with a default."""
+
+    def __init__(self, path: Path, default: int) -> None:
+        self._store = JsonStore(path)
+        loaded = self._store.load()
+        self._value = loaded if isinstance(loaded, int) and not isinstance(loaded, bool) else default
+
+    @property
+    def value(self) -> int:
+        """The current value."""
+        return self._value
+
+    @value.setter
+    def value(self, value: int) -> None:
+        if value != self._value:
+            self._value = value
+            self._store.save(value)

@@ -121,6 +121,10 @@ class Topics:
         """Retained client list of one access point."""
         return f"{self.base}/{device_id}/wifi/clients"
 
+    def wifi_neighbors(self, device_id: str) -> str:
+        """Retained list of the foreign WiFi networks one access point sees."""
+        return f"{self.base}/{device_id}/wifi/neighbors"
+
     # --- networks and presence -----------------------------------------------------------------------
     def network_rates(self, network_id: str) -> str:
         """Retained data-rate matrix of one PLC network."""

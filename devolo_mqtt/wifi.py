@@ -25,6 +25,7 @@ from devolo_mqtt.settings import WifiSettings
 from devolo_mqtt.store import JsonStore
 
 log = structlog.get_logger("devolo_mqtt.wifi")
+LAST_SEEN_STEP = 60.0  # seconds: how stale a present client's published `last_seen` may get
 
 
 @dataclass
@@ -75,6 +76,7 @@ class WifiTracker:
         self.presence: dict[str, Presence] = {}
         self._vendors_loaded = False
         self._filters: dict[str, ChangeFilter] = {}  # per presence topic and per AP list
+        self._seen_published: dict[str, float] = {}  # per MAC: when its `last_seen` was last published
 
     # --- start-up ------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -135,8 +137,10 @@ class WifiTracker:
         self.publish_list(ap)
 
     def ap_lost(self, ap: str) -> None:
-        """An access point went offline: its clients count as not listed (the grace period starts)."""
-        self.update_ap(ap, [])
+        """An access point went offline: its clients count as not listed (the grace period starts).
+        A device that never listed clients (no WiFi) has no list to empty."""
+        if ap in self._lists:
+            self.update_ap(ap, [])
 
     def _seen(self, mac: str, ap: str, station: Station, wall: datetime) -> None:
         presence = self.presence.setdefault(mac, Presence(mac))
@@ -212,7 +216,10 @@ class WifiTracker:
 
     def _publish_presence(self, presence: Presence, *, force: bool = False) -> None:
         payload = self.presence_payload(presence)
-        if self._changed(f"presence/{presence.mac}", payload, force=force):
+        # While home, `last_seen` alone is published again once it is a minute old (not every poll).
+        refreshed = self._clock() - self._seen_published.get(presence.mac, -LAST_SEEN_STEP) >= LAST_SEEN_STEP
+        if self._changed(f"presence/{presence.mac}", payload, force=force or refreshed):
+            self._seen_published[presence.mac] = self._clock()
             self._out.presence(presence.mac, payload)
             self._save()
 

@@ -156,6 +156,8 @@ def test_network_monitor_ids_matrix_and_members_leaving(tmp_path: Path) -> None:
             configured_network=lambda mac: None,
             publish=lambda network, matrix: published.append((network, matrix)),
             measured=measured.append,
+            heartbeat=300,
+            clock=Clock(),
         )
 
     first = monitor()
