@@ -2,7 +2,7 @@
 # build tools end up in the final image.
 FROM python:3.12-slim AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY devolo_mqtt ./devolo_mqtt
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 

@@ -179,6 +179,9 @@ def entity_config(ctx: HaContext, device: HaDevice, capability: Capability) -> P
             payload["command_topic"] = t.set(device.id, capability.key)
         if ha.component == "switch":
             payload.update(payload_on="ON", payload_off="OFF", state_on="ON", state_off="OFF")
+    if "command_topic" in payload:
+        # QoS 1: a command sent while the bridge reconnects waits in its persistent session.
+        payload["qos"] = 1
     if ha.attributes_from == "neighbors":
         payload["json_attributes_topic"] = t.wifi_neighbors(device.id)
     payload.update(ha.extra)

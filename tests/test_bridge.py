@@ -34,7 +34,7 @@ async def test_bridge_start_publishes_retained_state_per_model(
     """Every device gets retained state with exactly the keys its model supports."""
     await start_home(demo_scenario, start_emulator, start_bridge, probe, base_topic)
     assert (await probe.wait_for(f"{base_topic}/bridge/state")).payload == b"online"
-    common = {"leds", "firmware", "update_available", "next_firmware", "uptime", "ip", "last_seen"}
+    common = {"leds", "firmware", "update_available", "next_firmware", "last_restart", "ip", "last_seen"}
     wifi = {"guest_wifi", "guest_duration", "guest_remaining", "neighbor_aps", "wifi_clients"}
     plc = {"locate", "connected_to_router", "plc_devices"}
 
@@ -122,7 +122,7 @@ async def test_bridge_discovery_entities_follow_features(
     config = await probe.wait_json(f"{ha}/switch/devolo_{WIFI_NEXT}/guest_wifi/config", lambda c: True)
     assert config["command_topic"] == f"{base_topic}/{WIFI_NEXT}/set/guest_wifi"
     assert config["state_topic"] == f"{base_topic}/{WIFI_NEXT}"
-    assert config["value_template"] == "{{ value_json.guest_wifi }}"
+    assert config["value_template"] == "{{ value_json.guest_wifi | default('None') }}"
     assert config["unique_id"] == f"devolo_{WIFI_NEXT}_guest_wifi"
     assert config["availability"] == [
         {"topic": f"{base_topic}/bridge/state"},
@@ -232,7 +232,7 @@ async def test_bridge_set_json_guest_with_duration_propagates_to_mesh(
     ("topic_suffix", "payload", "error"),
     [
         ("set/colour", "red", "unknown key"),
-        ("set/uptime", "5", "read-only"),
+        ("set/last_restart", "5", "read-only"),
         ("set/leds", "maybe", "bad value"),
         ("set/guest_duration", "99999", "bad value"),
         ("set", "{not json", "not valid JSON"),

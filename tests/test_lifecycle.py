@@ -160,6 +160,7 @@ async def test_lifecycle_bridge_requests(
     await publish(broker, f"{base_topic}/bridge/request/nonsense", "{}")
     bad = await probe.wait_json(f"{base_topic}/bridge/response/nonsense", lambda r: True)
     assert bad["status"] == "error" and "unknown request" in bad["error"]
+    await probe.wait_for(f"{base_topic}ha/switch/devolo_{WIFI_NEXT}/leds/config", lambda m: bool(m.payload))
     await publish(broker, f"{base_topic}/bridge/request/discovery/purge", "")
     purged = await probe.wait_json(f"{base_topic}/bridge/response/discovery/purge", lambda r: True)
     assert purged["status"] == "ok" and purged["data"]["cleared"] > 20

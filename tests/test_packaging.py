@@ -155,7 +155,13 @@ def test_packaging_compose_file_as_documented() -> None:
     assert "mosquitto-data:/mosquitto/data" in mosquitto["volumes"]
     conf = compose["configs"][mosquitto["configs"][0]["source"]]["content"]
     assert "persistence true" in conf and "listener 1883" in conf
-    assert set(compose["volumes"]) == {"mosquitto-data", "devolo-data"}
+    assert set(compose["volumes"]) == {"mosquitto-data", "mosquitto-users", "devolo-data"}
+    # Nothing overrides the config file's settings (an environment variable beats `mqtt.host`).
+    assert not any(k.startswith("DEVOLO_MQTT_") for k in bridge.get("environment", {}))
+    # The anonymous broker is reachable from this machine only, until users are set up.
+    assert mosquitto["ports"] == ["127.0.0.1:1883:1883"] and "allow_anonymous true" in conf
+    text = (ROOT / "docker-compose.yml").read_text(encoding="utf-8")
+    assert "Compose 2.23.1" in text and "mkdir -p config" in text and "mosquitto_passwd" in text
 
 
 def test_packaging_dockerfile_slim_nonroot_healthcheck_and_real_entrypoint() -> None:

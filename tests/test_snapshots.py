@@ -24,7 +24,7 @@ MODELS = {
     "repeater_ac": "1000000000000007",
     "dlan1200_lan_adapter": "00005e005304",
 }
-VOLATILE = ("uptime", "last_seen", "tx_rate_", "rx_rate_", "neighbor_aps", "guest_remaining")
+VOLATILE = ("last_restart", "last_seen", "tx_rate_", "rx_rate_", "neighbor_aps", "guest_remaining")
 
 
 def _normalise(text: str, base: str, scenario: Scenario) -> Any:

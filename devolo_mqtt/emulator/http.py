@@ -173,7 +173,7 @@ class DeviceHttpServer:
         device = self._device
         path = request.target.decode()
         endpoint, name = self._route(path)
-        if endpoint is None:
+        if endpoint is None or name in device.spec.unsupported:
             return 404, [], b""
         if endpoint.auth and not self._authorised(request):
             return self._challenge()

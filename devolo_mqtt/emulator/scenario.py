@@ -50,6 +50,9 @@ class DeviceSpec(_Strict):
     restart_seconds: Annotated[float, Field(ge=0)] = 20.0
     # What the device announces as its serial (mDNS `SN`) instead: a broken or hostile device.
     announce_serial: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    # Device API calls this firmware does not offer although its features suggest them (HTTP 404),
+    # e.g. ["WifiNeighborAPsGet"] on older firmware.
+    unsupported: list[str] = []
 
     @field_validator("model")
     @classmethod
