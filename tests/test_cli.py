@@ -200,6 +200,8 @@ async def test_cli_emulate_is_controlled_at_run_time(
     try:
         for _ in demo_scenario.devices:
             await asyncio.wait_for(process.stdout.readline(), 20)
+        banner = (await asyncio.wait_for(process.stdout.readline(), 20)).decode().strip()
+        assert banner == "device password: demo-secret"  # what the bridge needs to reach them
         zeroconf, client = library
         device = Device(demo_scenario.addresses()[WIFI_NEXT], zeroconf_instance=zeroconf)
         await device.async_connect(session_instance=client)

@@ -281,3 +281,18 @@ async def test_packaging_health_follows_the_real_mqtt_connection(
         assert result.returncode == 0 and "healthy" in result.stdout
     stopped = await asyncio.to_thread(health)
     assert stopped.returncode == 1 and "not connected" in stopped.stdout
+
+
+def test_packaging_dependencies_bounded_and_tools_pinned() -> None:
+    """Every runtime dependency has an upper bound on its major version; the linter, the type checker
+    and its stubs are exact (a new release must not break CI); the licence is SPDX with its file."""
+    import tomllib  # noqa: PLC0415
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    runtime = project["project"]["dependencies"]
+    assert runtime and all("<" in d for d in runtime), [d for d in runtime if "<" not in d]
+    test = project["project"]["optional-dependencies"]["test"]
+    pinned = {d.split("==")[0] for d in test if "==" in d}
+    assert {"mypy", "ruff", "types-PyYAML", "types-protobuf"} <= pinned
+    assert project["project"]["license"] == "MIT" and (ROOT / "LICENSE").is_file()
+    assert "wheel" not in project["build-system"]["requires"]

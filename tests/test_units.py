@@ -3,11 +3,13 @@ presence (roams, grace period, random MACs), PLC network identity."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from devolo_mqtt.capabilities import same_restart
 from devolo_mqtt.changes import ChangeFilter
 from devolo_mqtt.commands import parse_command
 from devolo_mqtt.errors import CommandError
@@ -15,6 +17,7 @@ from devolo_mqtt.model import Overview, PlcDevice, PlcRate, Station
 from devolo_mqtt.names import MacNames
 from devolo_mqtt.network import NetworkIds, NetworkMonitor
 from devolo_mqtt.settings import WifiSettings
+from devolo_mqtt.store import StoredInt
 from devolo_mqtt.wifi import WifiOutput, WifiTracker
 
 PHONE, RANDOM = "001122334455", "02AABBCCDDEE"
@@ -130,6 +133,49 @@ def test_wifi_tracker_random_macs_untracked_unless_asked(tmp_path: Path) -> None
     tracker_all.update_ap("ap1", [_station(RANDOM)])
     assert tracker_all.presence[RANDOM].state == "home"
     assert [kind for kind, _ in seen_all["events"]] == ["wifi_connected"]
+
+
+def test_wifi_tracker_last_seen_refreshed_once_a_minute_and_no_list_for_lan_devices(tmp_path: Path) -> None:
+    """A present client's `last_seen` goes out again once a minute old (not on every poll); a device
+    that never listed clients (no WiFi) gets no client list when it goes offline."""
+    clock = Clock()
+    tracker, seen = _tracker(tmp_path, clock)
+    tracker.update_ap("ap1", [_station(PHONE)])
+    first = seen["presence"][-1][1]["last_seen"]
+    for _ in range(3):  # polls within the minute: nothing new
+        clock.now += 15
+        tracker.update_ap("ap1", [_station(PHONE)])
+    assert len(seen["presence"]) == 1
+    clock.now += 15
+    tracker.update_ap("ap1", [_station(PHONE)])
+    assert len(seen["presence"]) == 2 and seen["presence"][-1][1]["last_seen"] >= first
+    lists = len(seen["lists"])
+    tracker.ap_lost("lan-only")
+    assert len(seen["lists"]) == lists  # nothing published for a device without WiFi
+    tracker.ap_lost("ap1")
+    assert seen["lists"][-1] == ("ap1", {"last_seen": seen["lists"][-1][1]["last_seen"], "clients": []})
+
+
+def test_last_restart_ignores_jitter_but_not_a_restart() -> None:
+    """Readings seconds apart are the same restart (the first estimate stays); a new boot replaces it."""
+    booted = datetime(2026, 12, 1, 8, 0, 0, tzinfo=UTC)
+    assert same_restart(booted, booted + timedelta(seconds=2)) == booted
+    assert same_restart(booted, booted - timedelta(seconds=1)) == booted
+    later = booted + timedelta(hours=3)
+    assert same_restart(booted, later) == later
+
+
+def test_stored_int_survives_a_restart_and_a_damaged_file(tmp_path: Path) -> None:
+    """A value set over MQTT is there for the next run; a damaged file falls back to the default."""
+    path = tmp_path / "guest_wifi.json"
+    first = StoredInt(path, 0)
+    assert first.value == 0 and not path.exists()  # the default is not written
+    first.value = 45
+    assert StoredInt(path, 0).value == 45
+    path.write_text("{not json", encoding="utf-8")
+    assert StoredInt(path, 7).value == 7
+    path.write_text("true", encoding="utf-8")
+    assert StoredInt(path, 7).value == 7  # a boolean is not a number of minutes
 
 
 def _overview(rates: dict[tuple[str, str], float], router: str = A1) -> Overview:

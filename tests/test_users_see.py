@@ -18,7 +18,7 @@ from devolo_mqtt.emulator.scenario import Scenario, parse_scenario
 from tests.conftest import MANAGEABLE, StartBridge, StartEmulator, bridge_settings, start_home
 from tests.helpers import Broker, Probe, Received, publish, running, until
 
-WIFI_NEXT, REPEATER = "1000000000000002", "1000000000000005"
+WIFI_NEXT, LAN_ONLY = "1000000000000002", "1000000000000001"
 # Home Assistant renders MQTT templates in a sandbox; an undefined variable is logged as a warning
 # there ("'dict object' has no attribute …"): StrictUndefined turns that warning into a failure here.
 JINJA = ImmutableSandboxedEnvironment(undefined=StrictUndefined)
@@ -227,3 +227,29 @@ def _guest_peers(probe: Probe, base_topic: str) -> list[str]:
         for s in MANAGEABLE
         if (m := probe.last(f"{base_topic}/{s}")) is not None and b"guest_duration" in m.payload
     ]
+
+
+async def test_users_see_neighbour_networks_as_attributes_and_no_client_list_without_wifi(
+    demo_scenario: Scenario,
+    start_emulator: StartEmulator,
+    start_bridge: StartBridge,
+    probe: Probe,
+    base_topic: str,
+) -> None:
+    """The neighbouring networks an access point sees are a retained list that the count sensor shows
+    as attributes; a LAN-only adapter never gets a WiFi client list, not even when it goes offline."""
+    emulator = await start_home(demo_scenario, start_emulator, start_bridge, probe, base_topic)
+    neighbors = await probe.wait_json(f"{base_topic}/{WIFI_NEXT}/wifi/neighbors", lambda n: True)
+    assert neighbors["networks"] and all(
+        set(n) == {"ssid", "band", "channel", "signal"} for n in neighbors["networks"]
+    )
+    signals = [n["signal"] for n in neighbors["networks"]]
+    assert signals == sorted(signals, reverse=True)
+    state = await probe.wait_json(f"{base_topic}/{WIFI_NEXT}", lambda s: "neighbor_aps" in s)
+    assert state["neighbor_aps"] == len(neighbors["networks"])
+    config = await probe.wait_json(f"{base_topic}ha/sensor/devolo_{WIFI_NEXT}/neighbor_aps/config", bool)
+    assert config["json_attributes_topic"] == f"{base_topic}/{WIFI_NEXT}/wifi/neighbors"
+    emulator.unplug(LAN_ONLY)
+    await probe.wait_for(f"{base_topic}/{LAN_ONLY}/availability", lambda m: m.payload == b"offline", 20)
+    assert probe.on(f"{base_topic}/{LAN_ONLY}/wifi/clients") == []
+    assert probe.on(f"{base_topic}/{LAN_ONLY}/wifi/neighbors") == []
