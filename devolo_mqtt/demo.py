@@ -185,7 +185,7 @@ def _banner(out: Callable[[str], None], host: str, port: int, *, own_broker: boo
   MQTT Explorer:   connect to {host}:{port}
   Home Assistant:  add the MQTT integration with that broker; devices appear by discovery
   try a command:   mosquitto_pub -h {host} -p {port} -t devolo/1000000000000002/set/leds -m OFF
-  device password: {DEMO_PASSWORD} (the emulated devices', for the devolo web UI at their addresses)
+  device password: {DEMO_PASSWORD} (the emulated devices' `device_password`, for your own bridge)
 Ctrl-C stops the demo.
 """)
 
