@@ -59,6 +59,12 @@ def _parser() -> argparse.ArgumentParser:
         help="address the demo's mosquitto listens on (default: all, for other machines too)",
     )
     demo.add_argument("--speed", type=float, default=10.0, help="simulated seconds per real second")
+    bench = sub.add_parser("bench", help="benchmark the bridge next to the bare library (emulated devices)")
+    bench.add_argument("--devices", type=int, default=50, help="emulated devices (default 50, at most 250)")
+    bench.add_argument("--window", type=float, default=60.0, help="seconds of steady polling measured")
+    bench.add_argument("--commands", type=int, default=200, help="/set commands timed")
+    bench.add_argument("--rounds", type=int, default=10, help="rounds of the bare library loop")
+    bench.add_argument("--json", type=Path, help="also write the figures to this file")
     health = sub.add_parser(
         "health", help="exit 0 if a running bridge is connected to MQTT (Docker HEALTHCHECK)"
     )
@@ -75,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "discover": _cmd_discover,
         "emulate": _cmd_emulate,
         "demo": _cmd_demo,
+        "bench": _cmd_bench,
         "health": _cmd_health,
     }
     if args.command is None:
@@ -198,6 +205,25 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             args.broker, args.port, args.speed, functools.partial(print, flush=True), listen=args.listen
         )
     )
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from devolo_mqtt.bench import run_bench, write_json  # noqa: PLC0415
+
+    log.configure("WARNING", "console")
+
+    async def bench() -> None:
+        report = await run_bench(
+            args.devices,
+            rounds=args.rounds,
+            window=args.window,
+            commands=args.commands,
+            out=functools.partial(print, flush=True),
+        )
+        if args.json:
+            write_json(report, args.json)
+
+    return run_until_signal(bench)
 
 
 def _cmd_health(args: argparse.Namespace) -> int:

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import ipaddress
 import json
-import shutil
 import socket
 import tempfile
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from typing import Any
 import aiomqtt
 
 from devolo_mqtt.app import Bridge
+from devolo_mqtt.broker import start_mosquitto
 from devolo_mqtt.emulator.builtin import DEMO_PASSWORD, demo_home
 from devolo_mqtt.emulator.scenario import Scenario
 from devolo_mqtt.emulator.server import Emulator
@@ -34,55 +34,6 @@ DEMO_ADAPTERS = [
     {"mac": "00:00:5E:00:53:06", "manageable": False, "name": "Shed", "model": "devolo dLAN 550 duo+"},
 ]
 _QUIET_KEYS = ("last_seen", "last_restart", "tx_rate_", "rx_rate_", "guest_remaining", "neighbor_aps")
-
-
-def mosquitto_binary() -> str | None:
-    """Where mosquitto is installed (Debian puts it in /usr/sbin, often not on a user's PATH)."""
-    return shutil.which("mosquitto") or next(
-        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).is_file()), None
-    )
-
-
-async def _mosquitto(stack: AsyncExitStack, listen: str, port: int, workdir: Path) -> None:
-    """A real broker for the demo only: mosquitto with anonymous access on `listen:port`."""
-    binary = mosquitto_binary()
-    if binary is None:
-        raise ConfigError(
-            "the demo runs mosquitto, which is not installed: `bash .ci/demo` installs it "
-            "(or: sudo apt-get install mosquitto), or pass --broker HOST:PORT",
-            field="--broker",
-        )
-    conf, log = workdir / "mosquitto.conf", workdir / "mosquitto.log"
-    conf.write_text(
-        f"listener {port} {listen}\nallow_anonymous true\npersistence false\n"
-        "log_dest stderr\nlog_type error\nlog_type warning\n",
-        encoding="utf-8",
-    )
-    with log.open("wb") as sink:
-        process = await asyncio.create_subprocess_exec(
-            binary, "-c", str(conf), stdin=asyncio.subprocess.DEVNULL, stdout=sink, stderr=sink
-        )
-
-    async def stop() -> None:
-        if process.returncode is None:
-            process.terminate()
-            await process.wait()
-
-    stack.push_async_callback(stop)
-    probe = "127.0.0.1" if listen in ("0.0.0.0", "::") else listen  # noqa: S104 - comparing, not binding
-    for _ in range(100):
-        if process.returncode is not None:
-            break
-        with contextlib.suppress(OSError):
-            _, writer = await asyncio.open_connection(probe, port)
-            writer.close()
-            return
-        await asyncio.sleep(0.05)
-    text = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()
-    raise ConfigError(
-        f"mosquitto did not start on {listen}:{port}: {text[-1] if text else 'no output'}; try --port",
-        field="--port",
-    )
 
 
 def lan_address() -> str | None:
@@ -147,7 +98,7 @@ async def run_demo(
         data = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="devolo-mqtt-demo-")))
         if broker is None:
             host, port = "127.0.0.1", port or _free_port(1883, listen)
-            await _mosquitto(stack, listen, port, data)
+            await start_mosquitto(stack, listen, port, data)
         else:
             host, port = _parse_broker(broker, port)
         home, emulator = await _start_home(speed)

@@ -4,13 +4,15 @@
     unplug <serial> | plug <serial>
     move <station mac> <ap serial | away>
     advance <seconds>
+    requests <endpoint>   (answered with one JSON line: authorised requests per serial, e.g. LedSettingsGet)
 
-Each line is answered on standard output with `ok` or `error: <reason>`.
+Each line is answered on standard output with `ok` (or the JSON asked for) or `error: <reason>`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import stat
 import sys
@@ -24,9 +26,9 @@ from devolo_mqtt.mac import colon_mac, normalise_mac
 def apply(emulator: Emulator, line: str) -> str:
     """Execute one control line; the answer."""
     words = line.split()
-    if not words:
-        return "ok"
-    verb, args = words[0].lower(), words[1:]
+    verb, args = (words[0].lower(), words[1:]) if words else ("", [])
+    if verb in ("", "requests"):
+        return _requests(emulator, args) if verb else "ok"
     commands: dict[str, tuple[int, Callable[[list[str]], None]]] = {
         "fault": (2, lambda a: emulator.set_fault(a[0], Fault(a[1].lower()))),
         "unplug": (1, lambda a: emulator.unplug(a[0])),
@@ -40,7 +42,7 @@ def apply(emulator: Emulator, line: str) -> str:
         "advance": (1, lambda a: emulator.advance(float(a[0]))),
     }
     if verb not in commands:
-        return f"error: unknown command {verb!r}; known: {', '.join(commands)}"
+        return f"error: unknown command {verb!r}; known: {', '.join([*commands, 'requests'])}"
     count, run = commands[verb]
     if len(args) != count:
         return f"error: {verb} takes {count} argument(s)"
@@ -51,6 +53,12 @@ def apply(emulator: Emulator, line: str) -> str:
     except ValueError as err:
         return f"error: {err}"
     return "ok"
+
+
+def _requests(emulator: Emulator, args: list[str]) -> str:
+    if len(args) != 1:
+        return "error: requests takes 1 argument(s)"
+    return json.dumps({d.serial: d.requests.get(args[0], 0) for d in emulator.world.devices.values()})
 
 
 async def serve_stdin(emulator: Emulator) -> None:
