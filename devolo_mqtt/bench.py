@@ -207,18 +207,21 @@ class Watcher:
 
 
 async def set_latencies(
-    client: aiomqtt.Client, watcher: Watcher, serials: list[str], commands: int, rng: random.Random
-) -> list[float]:
-    """`/set/leds` → the new state seen by the subscriber, one command at a time."""
-    latencies = []
+    user: Watcher, everything: Watcher, serials: list[str], commands: int, rng: random.Random
+) -> tuple[list[float], list[float]]:
+    """`/set/leds` → the new state seen, one command at a time, by the commanding client (subscribed
+    to state topics, as Home Assistant is) and by a client subscribed to everything (`#`)."""
+    mine, all_topics = [], []
     for _ in range(commands):
         serial = rng.choice(serials)
-        wanted = "OFF" if watcher.leds.get(serial) == "ON" else "ON"
+        wanted = "OFF" if user.leds.get(serial) == "ON" else "ON"
         began = time.perf_counter()
-        await client.publish(f"{BASE}/{serial}/set/leds", wanted)
-        await watcher.until(lambda s=serial, w=wanted: watcher.leds.get(s) == w, 30)  # type: ignore[misc]
-        latencies.append(time.perf_counter() - began)
-    return latencies
+        await user.client.publish(f"{BASE}/{serial}/set/leds", wanted)
+        await user.until(lambda s=serial, w=wanted: user.leds.get(s) == w, 30)  # type: ignore[misc]
+        mine.append(time.perf_counter() - began)
+        await everything.until(lambda s=serial, w=wanted: everything.leds.get(s) == w, 30)  # type: ignore[misc]
+        all_topics.append(time.perf_counter() - began)
+    return mine, all_topics
 
 
 def _bridge_config(workdir: Path, port: int, base: str) -> Path:
@@ -268,12 +271,18 @@ async def run_bench(  # noqa: PLR0915 - one measurement after the other reads be
         report.bare = await bare_library(emulated, rounds, commands, rng)
         out(f"  bare library: {report.bare['cpu_ms_per_round']:.0f} ms CPU per state round")
 
-        client = await stack.enter_async_context(aiomqtt.Client("127.0.0.1", port, identifier="bench-user"))
+        client = await stack.enter_async_context(aiomqtt.Client("127.0.0.1", port, identifier="bench-all"))
         await client.subscribe(f"{BASE}/#")
         await client.subscribe(f"{PREFIX}/#")
         watcher = Watcher(client)
-        watching = asyncio.create_task(watcher.run())
-        stack.callback(watching.cancel)
+        # The commanding client subscribes to state topics only, as Home Assistant does.
+        user_client = await stack.enter_async_context(
+            aiomqtt.Client("127.0.0.1", port, identifier="bench-user")
+        )
+        await user_client.subscribe(f"{BASE}/+")
+        user = Watcher(user_client)
+        for task in (asyncio.create_task(watcher.run()), asyncio.create_task(user.run())):
+            stack.callback(task.cancel)
         started = time.perf_counter()
         config = str(_bridge_config(workdir, port, base))
         quiet = asyncio.subprocess.DEVNULL
@@ -320,9 +329,11 @@ async def run_bench(  # noqa: PLR0915 - one measurement after the other reads be
             f"(x{report.bridge['cpu_ratio']:.2f}), {report.bridge['messages_per_round']:.1f} messages per "
             f"round, RSS {report.bridge['rss_mib']:.0f} MiB"
         )
-        latencies = await set_latencies(client, watcher, serials, commands, rng)
+        latencies, seen_by_all = await set_latencies(user, watcher, serials, commands, rng)
         report.bridge["set_ms_p50"] = _percentile(latencies, 50) * 1000
         report.bridge["set_ms_p99"] = _percentile(latencies, 99) * 1000
+        report.bridge["set_ms_p50_hash_subscriber"] = _percentile(seen_by_all, 50) * 1000
+        report.bridge["set_ms_p99_hash_subscriber"] = _percentile(seen_by_all, 99) * 1000
 
         dead = serials[: max(1, round(count * dead_fraction))]
         alive = [s for s in serials if s not in dead]
@@ -330,7 +341,7 @@ async def run_bench(  # noqa: PLR0915 - one measurement after the other reads be
             await emulated.control(f"fault {serial} unreachable")
         before = json.loads(await emulated.control("requests LedSettingsGet"))
         began = time.perf_counter()
-        latencies = await set_latencies(client, watcher, alive, max(1, commands // 2), rng)
+        latencies, _ = await set_latencies(user, watcher, alive, max(1, commands // 2), rng)
         await asyncio.sleep(max(0.0, 3 * STATE_INTERVAL - (time.perf_counter() - began)))
         after = json.loads(await emulated.control("requests LedSettingsGet"))
         elapsed = time.perf_counter() - began
@@ -368,6 +379,8 @@ def _table(report: Report, out: Callable[[str], None]) -> None:
         ("start → all online, state + discovery", "", f"{r['start_s']:.1f} s"),
         ("/set → state seen, p50", f"{b['set_ms_p50']:.1f} ms", f"{r['set_ms_p50']:.1f} ms"),
         ("/set → state seen, p99", f"{b['set_ms_p99']:.1f} ms", f"{r['set_ms_p99']:.1f} ms"),
+        ("  seen by a '#' subscriber, p50 / p99", "",
+         f"{r['set_ms_p50_hash_subscriber']:.1f} / {r['set_ms_p99_hash_subscriber']:.1f} ms"),
         ("RSS", "", f"{r['rss_mib']:.0f} MiB"),
         (f"{d['dead_devices']:.0f} devices dead: /set p50 / p99", "",
          f"{d['set_ms_p50']:.1f} / {d['set_ms_p99']:.1f} ms"),

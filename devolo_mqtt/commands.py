@@ -154,8 +154,9 @@ async def execute(
             failed |= await capability.write(runtime, value) or {}
             refresh.update(capability.refresh)
         if refresh:
-            failed |= await runtime.refresh(refresh)  # read back: confirmed, not assumed
-        runtime.publish_state(force=True)
+            failed |= await runtime.refresh(refresh)  # read back: confirmed, not assumed (and published)
+        else:
+            runtime.publish_state(force=True)
         for source in capabilities.SOURCES:
             if source.shared and source.key in refresh:
                 shared_changed(runtime, source.key)

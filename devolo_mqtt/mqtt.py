@@ -69,6 +69,16 @@ class Counters:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """A topic filter to listen to. `echo=False`: not our own publications matching it (MQTT 5 No Local;
+    e.g. our `set/result` answers match the command filter `+/set/+`, and each echo the broker sends
+    back makes the next command wait for our delayed TCP acknowledgement of it, ~40 ms)."""
+
+    topic: str
+    echo: bool = True
+
+
 @dataclass
 class SessionHooks:
     """What the session calls back: on each (re)connect, per incoming message, at shutdown."""
@@ -76,7 +86,7 @@ class SessionHooks:
     on_connect: Callable[[], None]
     on_message: Callable[[aiomqtt.Message], None]
     farewell: Callable[[], list[Outgoing]]
-    subscriptions: Callable[[], list[str]] = field(default=list)
+    subscriptions: Callable[[], list[Subscription]] = field(default=list)
     # Awaited after subscribing and before `on_connect` (the instance check listens there first);
     # meanwhile incoming messages go to `on_early_message` and, unless it consumed them (True), are held
     # for `on_message` until after.
@@ -262,16 +272,19 @@ class MqttSession:
 
     async def _sync_subscriptions(self, client: aiomqtt.Client, *, fresh: bool = False) -> None:
         wanted = self._hooks.subscriptions()
+        topics = {w.topic for w in wanted}
         # A resumed persistent session still holds what an earlier connection subscribed.
-        for topic in sorted(self._subscribed - set(wanted)):
+        for topic in sorted(self._subscribed - topics):
             await client.unsubscribe(topic)
             self._subscribed.discard(topic)
-        for topic in wanted:
+        for subscription in wanted:
+            topic = subscription.topic
             if topic in self._subscribed and not fresh:
                 continue
             if self._settings.protocol == "5":
                 # Retain-as-published: a retained command is recognisable even when delivered live.
-                await client.subscribe(topic, options=SubscribeOptions(qos=1, retainAsPublished=True))
+                options = SubscribeOptions(qos=1, retainAsPublished=True, noLocal=not subscription.echo)
+                await client.subscribe(topic, options=options)
             else:
                 await client.subscribe(topic, qos=1)
             self._subscribed.add(topic)

@@ -18,6 +18,7 @@ from devolo_mqtt.errors import CommandError
 from devolo_mqtt.ha_publisher import HaPublisher
 from devolo_mqtt.inbound import as_bytes
 from devolo_mqtt.instance import InstanceGuard
+from devolo_mqtt.mqtt import Subscription
 from devolo_mqtt.publisher import Publisher
 from devolo_mqtt.registry import DeviceRegistry
 from devolo_mqtt.tasks import honour_cancellation
@@ -49,16 +50,19 @@ class Router:
         self._jobs: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue(MAX_PENDING_REQUESTS)
         self._ha_republish_pending = False
 
-    def subscriptions(self) -> list[str]:
+    def subscriptions(self) -> list[Subscription]:
         """What the bridge listens to now."""
         t = self.topics
-        subs = [t.bridge_instance, *t.set_subscriptions, t.bridge_requests]
+        # Its own hello on bridge/instance is how a run orders itself: that one echoes.
+        subs = [Subscription(t.bridge_instance), Subscription(t.bridge_requests, echo=False)]
+        subs += [Subscription(topic, echo=False) for topic in t.set_subscriptions]
         if self._ha.enabled:
-            subs.append(t.ha_status)
+            subs.append(Subscription(t.ha_status))
         if self._ha.listening:
-            # Only to find our own stale configs of earlier runs; after the sweep it is dropped (on a busy
-            # broker it carries every integration's retained configs).
-            subs.append(t.discovery_subscription)
+            # Only to find our own stale configs of earlier runs (published under this client id, which
+            # No Local would hide); after the sweep it is dropped (on a busy broker it carries every
+            # integration's retained configs).
+            subs.append(Subscription(t.discovery_subscription))
         return subs
 
     async def run(self) -> None:
