@@ -50,18 +50,20 @@ def test_architecture_pure_builders_import_no_io_library() -> None:
 
 
 def test_architecture_only_the_device_boundary_imports_the_library() -> None:
-    """devolo_plc_api is imported by `device.py` alone (and by the emulator, which serves it)."""
+    """devolo_plc_api is imported by `device.py` alone (and by the emulator, which serves it, and the
+    benchmark, which measures the bare library next to the bridge)."""
     users = {
         _module_name(path)
         for path in PACKAGE.rglob("*.py")
         if any(m.split(".")[0] == "devolo_plc_api" for m in _imports(path))
     }
-    assert {u for u in users if not u.startswith("devolo_mqtt.emulator")} == {"devolo_mqtt.device"}
+    tools = ("devolo_mqtt.emulator", "devolo_mqtt.bench")
+    assert {u for u in users if not u.startswith(tools)} == {"devolo_mqtt.device"}
 
 
 def test_architecture_the_bridge_never_imports_the_emulator() -> None:
-    """Only the emulator itself, the CLI and the demo import `devolo_mqtt.emulator`."""
-    allowed = ("devolo_mqtt.emulator", "devolo_mqtt.cli", "devolo_mqtt.demo")
+    """Only the emulator itself, the CLI, the demo and the benchmark import `devolo_mqtt.emulator`."""
+    allowed = ("devolo_mqtt.emulator", "devolo_mqtt.cli", "devolo_mqtt.demo", "devolo_mqtt.bench")
     importers = {
         name
         for name, imported in _graph().items()
