@@ -1,6 +1,6 @@
-"""The composition root: builds the shared resources once (one AsyncZeroconf, one httpx client, the MQTT
-session), wires the parts together and runs them in one TaskGroup. It does no work of its own; whoever
-creates a resource closes it."""
+"""The composition root: builds the shared resources once (one AsyncZeroconf, the MQTT session), wires
+the parts together and runs them in one TaskGroup. It does no work of its own; whoever creates a
+resource closes it (each device's client its own HTTP connections)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack
 from ipaddress import ip_address
 
-import httpx
 import structlog
 from zeroconf import InterfaceChoice, IPVersion
 from zeroconf.asyncio import AsyncZeroconf
@@ -32,6 +31,7 @@ from devolo_mqtt.registry import DeviceRegistry
 from devolo_mqtt.router import Router
 from devolo_mqtt.runtime import DeviceRuntime
 from devolo_mqtt.settings import Settings
+from devolo_mqtt.tasks import FairLimiter
 from devolo_mqtt.topics import Topics
 from devolo_mqtt.wifi import WifiOutput, WifiTracker
 
@@ -102,7 +102,8 @@ class Bridge:
             instance=self.instance,
             requests=bridge_requests.Context(self.registry, self.ha),
         )
-        self._limiter = asyncio.Semaphore(s.polling.max_concurrency)
+        # A call holds a shared slot for two seconds at most: dead devices never stall the others.
+        self._limiter = FairLimiter(s.polling.max_concurrency, hold=2.0)
         self._health_filter = ChangeFilter(s.polling.heartbeat, clock)
 
     @property
@@ -112,20 +113,19 @@ class Bridge:
 
     # --- running -------------------------------------------------------------------------------------
     async def run(self) -> None:
-        """Run until cancelled; shutdown unwinds the exit stack (MQTT goodbye, then HTTP, then mDNS)."""
+        """Run until cancelled; shutdown unwinds the exit stack (MQTT goodbye, then mDNS)."""
         async with AsyncExitStack() as stack:
             stack.callback(heartbeat.write, self.settings.data_dir, connected=False)  # last, on the way out
             interfaces = self.settings.discovery.interfaces or InterfaceChoice.All
             zeroconf = AsyncZeroconf(interfaces=interfaces, ip_version=IPVersion.V4Only)
             stack.push_async_callback(zeroconf.async_close)
-            http = await stack.enter_async_context(httpx.AsyncClient())
             log.info("bridge_starting", version=__version__, devices_configured=len(self.settings.devices))
             try:
-                await self._run_parts(zeroconf, http)
+                await self._run_parts(zeroconf)
             except* DuplicateInstanceError as group:
                 raise group.exceptions[0] from None  # the CLI exits 3 with its message
 
-    async def _run_parts(self, zeroconf: AsyncZeroconf, http: httpx.AsyncClient) -> None:
+    async def _run_parts(self, zeroconf: AsyncZeroconf) -> None:
         async with asyncio.TaskGroup() as group:
             hooks = SessionHooks(
                 on_connect=self._on_connect,
@@ -144,7 +144,7 @@ class Bridge:
             group.create_task(self.networks.run(), name="devolo_mqtt.networks")
             await self.wifi.start()
             group.create_task(self.wifi.run(), name="devolo_mqtt.wifi")
-            self.registry.start(group, lambda ip, password: self._client(zeroconf, http, ip, password))
+            self.registry.start(group, lambda ip, password: self._client(zeroconf, ip, password))
             if self.settings.discovery.enabled:
                 discovery = Discovery(zeroconf, self.registry.found, self.registry.gone, accept=self._adopted)
                 group.create_task(discovery.run(), name="devolo_mqtt.discovery")
@@ -156,16 +156,13 @@ class Bridge:
             self.mqtt.abandon()  # this run is the newcomer: leave the other one's state alone
             raise
 
-    def _client(
-        self, zeroconf: AsyncZeroconf, http: httpx.AsyncClient, ip: str, password: str
-    ) -> DevoloClient:
+    def _client(self, zeroconf: AsyncZeroconf, ip: str, password: str) -> DevoloClient:
         REDACTOR.add(password)
         p = self.settings.polling
         return DevoloClient(
             ip,
             password,
             zeroconf=zeroconf,
-            http=http,
             limiter=self._limiter,
             timeout=p.request_timeout,
             connect_timeout=p.connect_timeout,

@@ -48,6 +48,7 @@ from devolo_mqtt.model import (
     PlcRate,
     Station,
 )
+from devolo_mqtt.tasks import FairLimiter
 
 _T = TypeVar("_T")
 _BANDS = {WIFI_BAND_2G: "2.4", WIFI_BAND_5G: "5"}
@@ -62,8 +63,7 @@ class DevoloClient:
         password: str,
         *,
         zeroconf: AsyncZeroconf,
-        http: httpx.AsyncClient,
-        limiter: asyncio.Semaphore,
+        limiter: FairLimiter,
         timeout: float,
         connect_timeout: float,
     ) -> None:
@@ -74,7 +74,12 @@ class DevoloClient:
         # one spurious 401 would lock the device out for good. Each call starts from this form instead.
         self._accepted = password
         self._zeroconf = zeroconf
-        self._http = http
+        # An HTTP client of its own: one shared pool makes every request scan every device's connections
+        # (httpcore's pool bookkeeping was the bridge's largest CPU cost at 50 devices). Plain HTTP only.
+        self._http = httpx.AsyncClient(
+            verify=False,  # noqa: S501 - devices speak plain HTTP: no TLS context to build per device
+            limits=httpx.Limits(max_connections=4, max_keepalive_connections=2),
+        )
         self._limiter = limiter
         self._timeout = timeout
         self._connect_timeout = connect_timeout
@@ -91,7 +96,7 @@ class DevoloClient:
         device = Device(self.ip, zeroconf_instance=self._zeroconf)
         device.password = self._password
         try:
-            async with self._lock, self._limiter, asyncio.timeout(self._connect_timeout):
+            async with self._lock, self._limiter.slot(), asyncio.timeout(self._connect_timeout):
                 await device.async_connect(session_instance=self._http)
         except (DeviceNotFound, TimeoutError) as err:
             await _cancel_browser(device)
@@ -104,10 +109,12 @@ class DevoloClient:
         return self.identity
 
     async def close(self) -> None:
-        """Stop the library's mDNS browser for this device (the shared resources stay open)."""
+        """Stop the library's mDNS browser for this device and close its HTTP connections (the shared
+        mDNS resources stay open)."""
         device, self._device, self.identity = self._device, None, None
         if device is not None:
             await device.async_disconnect()
+        await self._http.aclose()
 
     @property
     def firmware(self) -> str:
@@ -133,7 +140,7 @@ class DevoloClient:
         device = self._device
         if device is None:
             raise DeviceUnavailableError(self.ip, "not connected")
-        async with self._lock, self._limiter:
+        async with self._lock, self._limiter.slot():
             started = time.monotonic()
             try:
                 async with asyncio.timeout(self._timeout):

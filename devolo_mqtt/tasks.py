@@ -1,10 +1,11 @@
-"""asyncio helpers for long-running loops: honouring a cancellation that Python 3.11 can swallow, and
-running coroutines until the first one ends."""
+"""asyncio helpers: honouring a cancellation that Python 3.11 can swallow, running coroutines until
+the first one ends, and a concurrency limit that a hanging call cannot hold for long."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
 from typing import Any
 
 
@@ -42,3 +43,32 @@ async def first_of(*coroutines: Coroutine[Any, Any, Any], name: str) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
     for task in done:
         task.result()
+
+
+class FairLimiter:
+    """At most `size` calls at once, but a call may hold its slot for `hold` seconds only: a device that
+    hangs or is retried by the library for many seconds (a dead one) goes on on its own time and never
+    makes the others wait. The limit keeps CPU and sockets bounded; it is not a per-device budget."""
+
+    def __init__(self, size: int, hold: float) -> None:
+        self._slots = asyncio.Semaphore(size)
+        self._hold = hold
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Wait for a slot; it is given back when the block ends or after `hold` seconds."""
+        await self._slots.acquire()
+        given_back = False
+
+        def give_back() -> None:
+            nonlocal given_back
+            if not given_back:
+                given_back = True
+                self._slots.release()
+
+        timer = asyncio.get_running_loop().call_later(self._hold, give_back)
+        try:
+            yield
+        finally:
+            timer.cancel()
+            give_back()

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import httpx
 import pytest
 from zeroconf.asyncio import AsyncZeroconf
@@ -14,19 +12,19 @@ from devolo_mqtt.emulator.http import Nonces
 from devolo_mqtt.emulator.scenario import Scenario
 from devolo_mqtt.emulator.world import Fault
 from devolo_mqtt.errors import DeviceAuthError
+from devolo_mqtt.tasks import FairLimiter
 from tests.conftest import StartEmulator
 
 WIFI_NEXT = "1000000000000002"
 
 
 def _client(ip: str, password: str, library: tuple[AsyncZeroconf, httpx.AsyncClient]) -> DevoloClient:
-    zeroconf, http = library
+    zeroconf, _ = library
     return DevoloClient(
         ip,
         password,
         zeroconf=zeroconf,
-        http=http,
-        limiter=asyncio.Semaphore(4),
+        limiter=FairLimiter(4, hold=2.0),
         timeout=5,
         connect_timeout=8,
     )

@@ -3,6 +3,7 @@ presence (roams, grace period, random MACs), PLC network identity."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from devolo_mqtt.names import MacNames
 from devolo_mqtt.network import NetworkIds, NetworkMonitor
 from devolo_mqtt.settings import WifiSettings
 from devolo_mqtt.store import StoredInt
+from devolo_mqtt.tasks import FairLimiter
 from devolo_mqtt.wifi import WifiOutput, WifiTracker
 
 PHONE, RANDOM = "001122334455", "02AABBCCDDEE"
@@ -226,3 +228,28 @@ def test_network_monitor_ids_matrix_and_members_leaving(tmp_path: Path) -> None:
     # After a restart, a new member joining a remembered one keeps the remembered id (not plc-0…).
     monitor().take(_overview({(B2, ZERO): 10.0}, router=B2))
     assert published[-1][0] == "plc-00005e0053a1"
+
+
+async def test_fair_limiter_a_hanging_call_gives_its_slot_back() -> None:
+    """With one slot, a call that hangs (a dead device retried by the library) lets the next call in
+    after `hold`, while it still runs; a quick call gives its slot back at once."""
+    limiter = FairLimiter(1, hold=0.05)
+    release = asyncio.Event()
+    entered = asyncio.Event()
+
+    async def hanging() -> None:
+        async with limiter.slot():
+            entered.set()
+            await release.wait()
+
+    stuck = asyncio.create_task(hanging())
+    await entered.wait()
+    async with asyncio.timeout(5):  # without the hold this waits forever (the event is never set)
+        async with limiter.slot():
+            assert not stuck.done()  # the hanging call still runs: it only gave its slot back
+    for _ in range(3):
+        async with asyncio.timeout(5), limiter.slot():
+            pass
+    release.set()
+    await stuck
+    assert limiter._slots._value == 1
