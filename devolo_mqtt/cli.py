@@ -63,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--devices", type=int, default=50, help="emulated devices (default 50, at most 250)")
     bench.add_argument("--window", type=float, default=60.0, help="seconds of steady polling measured")
     bench.add_argument("--commands", type=int, default=200, help="/set commands timed")
-    bench.add_argument("--rounds", type=int, default=10, help="rounds of the bare library loop")
+    bench.add_argument("--rounds", type=int, default=6, help="rounds of the bare library loop (5 s apart)")
     bench.add_argument("--json", type=Path, help="also write the figures to this file")
     health = sub.add_parser(
         "health", help="exit 0 if a running bridge is connected to MQTT (Docker HEALTHCHECK)"
