@@ -102,8 +102,9 @@ class Bridge:
             instance=self.instance,
             requests=bridge_requests.Context(self.registry, self.ha),
         )
-        # A call holds a shared slot for two seconds at most: dead devices never stall the others.
-        self._limiter = FairLimiter(s.polling.max_concurrency, hold=2.0)
+        # A call holds a shared slot for half a second at most (a healthy device answers in
+        # milliseconds): dead devices, retried by the library for seconds, never stall the others.
+        self._limiter = FairLimiter(s.polling.max_concurrency, hold=0.5)
         self._health_filter = ChangeFilter(s.polling.heartbeat, clock)
 
     @property

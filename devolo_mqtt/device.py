@@ -8,6 +8,7 @@ we bound that so one dead device never holds anything for long).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
@@ -96,7 +97,7 @@ class DevoloClient:
         device = Device(self.ip, zeroconf_instance=self._zeroconf)
         device.password = self._password
         try:
-            async with self._lock, self._limiter.slot(), asyncio.timeout(self._connect_timeout):
+            async with self._limiter.slot(), self._lock, asyncio.timeout(self._connect_timeout):
                 await device.async_connect(session_instance=self._http)
         except (DeviceNotFound, TimeoutError) as err:
             await _cancel_browser(device)
@@ -136,11 +137,16 @@ class DevoloClient:
         )
 
     # --- the one call path ---------------------------------------------------------------------------
-    async def _call(self, what: str, fn: Callable[[], Awaitable[_T]]) -> _T:
+    async def _call(self, what: str, fn: Callable[[], Awaitable[_T]], *, shared: bool = True) -> _T:
+        """One library call, bounded by the request timeout; `shared=False` for callers that bound
+        themselves (the network monitor asks one device at a time) and must not queue behind polls."""
         device = self._device
         if device is None:
             raise DeviceUnavailableError(self.ip, "not connected")
-        async with self._lock, self._limiter.slot():
+        # The shared slot first, then this device's lock: whoever holds the lock is talking to the
+        # device, not queueing for a slot (the network monitor's overview waits milliseconds, not the
+        # whole queue).
+        async with self._limiter.slot() if shared else contextlib.nullcontext(), self._lock:
             started = time.monotonic()
             try:
                 async with asyncio.timeout(self._timeout):
@@ -233,7 +239,8 @@ class DevoloClient:
 
     async def overview(self) -> Overview:
         """The device's whole PLC network with every directed data rate."""
-        raw = await self._call("plc_network", self._plcnet().async_get_network_overview)
+        # Not behind the shared slots: the names it brings are what discovery waits for at start-up.
+        raw = await self._call("plc_network", self._plcnet().async_get_network_overview, shared=False)
         devices = tuple(
             PlcDevice(
                 mac=normalise_mac(d.mac_address),

@@ -25,7 +25,8 @@ _INFO_TIMEOUT_MS = 3000
 # (an hour): a device whose answers were all lost in the start-up bursts would stay unknown that long.
 # We ask again ourselves — often at first, then every few minutes — listing what we know, so only the
 # devices we do not know yet answer.
-_REQUERY_EARLY = 10.0  # seconds between extra queries during the first two minutes
+_REQUERY_FIRST = (1.0, 2.0, 4.0, 8.0)  # seconds before the first extra queries (start-up bursts lose most)
+_REQUERY_EARLY = 10.0  # then between extra queries during the first two minutes
 _REQUERY_LATE = 300.0
 _QUIET_ATTEMPTS = 3  # failed resolutions before one INFO line (a busy network drops mDNS answers)
 
@@ -82,6 +83,9 @@ class Discovery:
         log.info("discovery_started")
         try:
             started = asyncio.get_running_loop().time()
+            for delay in _REQUERY_FIRST:
+                await asyncio.sleep(delay)
+                self._ask_again()
             while True:
                 early = asyncio.get_running_loop().time() - started < 120
                 await asyncio.sleep(_REQUERY_EARLY if early else _REQUERY_LATE)

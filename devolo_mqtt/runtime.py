@@ -246,10 +246,19 @@ class DeviceRuntime:
                 await self._client.close()
 
     async def _serve_connected(self) -> None:
-        # One complete first read, so the first state published is whole, not piecemeal.
-        for source in capabilities.sources_for(self.identity):
+        # The state poll's sources first and published at once (at start-up 200 devices queue for
+        # the shared request slots: users see LEDs and guest WiFi seconds earlier), then the slower
+        # ones (firmware check, WiFi clients, neighbours, last restart) in one more state.
+        sources = capabilities.sources_for(self.identity)
+        state_cadence = self._settings.polling.state
+        first = [s for s in sources if s.interval(self._settings.polling) <= state_cadence]
+        for source in first:
             await self._poll(source, force=True)
         self.publish_state(force=True)
+        for source in sources:
+            if source not in first:
+                await self._poll(source, force=True)
+        self.publish_state()
         async with asyncio.TaskGroup() as group:
             for source in capabilities.sources_for(self.identity):
                 group.create_task(self._poller(source), name=f"devolo_mqtt[{self.id}].poll.{source.name}")
