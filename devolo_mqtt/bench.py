@@ -44,7 +44,7 @@ from devolo_mqtt.broker import start_mosquitto
 from devolo_mqtt.emulator.builtin import DEMO_PASSWORD, generated
 from devolo_mqtt.errors import ConfigError
 
-STATE_INTERVAL = 5.0
+STATE_INTERVAL = 5.0  # default; `interval` below (the tests' smoke run uses 1 s)
 SLOW = 6 * 3600.0  # every source but the state poll: out of the measurement window
 BASE, PREFIX = "bench", "benchha"
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -119,7 +119,7 @@ class Emulated:
 
 
 async def bare_library(
-    emulated: Emulated, rounds: int, commands: int, rng: random.Random
+    emulated: Emulated, rounds: int, commands: int, rng: random.Random, interval: float
 ) -> dict[str, float]:
     """The calls of the bridge's state poll, made with the library alone; LED write + read-back."""
     zeroconf = AsyncZeroconf(interfaces=["127.0.0.1"], ip_version=IPVersion.V4Only)
@@ -141,16 +141,16 @@ async def bare_library(
                     if "wifi1" in api.features:
                         await api.async_get_wifi_guest_access()
 
-            # Rounds paced like the bridge's (every STATE_INTERVAL), so both pay the same for connections
+            # Rounds paced like the bridge's (every `interval`), so both pay the same for connections
             # that expired in between, and the CPU between rounds (mDNS browsers) counts for both.
             await asyncio.gather(*(poll(d) for d in devices))  # warm-up
-            await asyncio.sleep(STATE_INTERVAL)
+            await asyncio.sleep(interval)
             walls, cpu = [], time.process_time()
             for _ in range(rounds):
                 began = time.perf_counter()
                 await asyncio.gather(*(poll(d) for d in devices))
                 walls.append(time.perf_counter() - began)
-                await asyncio.sleep(max(0.0, STATE_INTERVAL - walls[-1]))
+                await asyncio.sleep(max(0.0, interval - walls[-1]))
             cpu_per_round = (time.process_time() - cpu) / rounds
             latencies = []
             for _ in range(commands):
@@ -229,14 +229,14 @@ async def set_latencies(
     return mine, all_topics
 
 
-def _bridge_config(workdir: Path, port: int, base: str) -> Path:
+def _bridge_config(workdir: Path, port: int, base: str, interval: float) -> Path:
     config = {
         "mqtt": {"host": "127.0.0.1", "port": port, "base_topic": BASE, "client_id": "devolo-mqtt-bench"},
         "homeassistant": {"discovery_prefix": PREFIX},
         "discovery": {"interfaces": ["127.0.0.1"], "networks": [f"{base.rsplit('.', 1)[0]}.0/24"]},
         "device_password": DEMO_PASSWORD,
         "polling": {
-            "state": STATE_INTERVAL,
+            "state": interval,
             **dict.fromkeys(("wifi", "network", "neighbors", "firmware", "uptime", "heartbeat"), SLOW),
         },
         "data_dir": str(workdir / "data"),
@@ -255,6 +255,7 @@ async def run_bench(  # noqa: PLR0915 - one measurement after the other reads be
     commands: int = 200,
     dead_fraction: float = 0.1,
     seed: int = 1,
+    interval: float = STATE_INTERVAL,
     out: Callable[[str], None] = print,
 ) -> Report:
     """One benchmark run; the figures."""
@@ -286,7 +287,7 @@ async def run_bench(  # noqa: PLR0915 - one measurement after the other reads be
         for task in (asyncio.create_task(watcher.run()), asyncio.create_task(user.run())):
             stack.callback(task.cancel)
         started = time.perf_counter()
-        config = str(_bridge_config(workdir, port, base))
+        config = str(_bridge_config(workdir, port, base, interval))
         quiet = asyncio.subprocess.DEVNULL
         bridge = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -317,11 +318,11 @@ async def run_bench(  # noqa: PLR0915 - one measurement after the other reads be
         )
         report.bridge["start_s"] = time.perf_counter() - started
         out(f"  bridge: every device online with state and discovery after {report.bridge['start_s']:.1f} s")
-        await asyncio.sleep(2 * STATE_INTERVAL)  # settle: first reads, late discovery
+        await asyncio.sleep(2 * interval)  # settle: first reads, late discovery
         cpu, messages, began = _cpu_seconds(bridge.pid), watcher.count, time.perf_counter()
         await asyncio.sleep(window)
         elapsed = time.perf_counter() - began
-        poll_rounds = elapsed / STATE_INTERVAL
+        poll_rounds = elapsed / interval
         report.bridge["cpu_ms_per_round"] = (_cpu_seconds(bridge.pid) - cpu) / poll_rounds * 1000
         report.bridge["messages_per_round"] = (watcher.count - messages) / poll_rounds
         report.bridge["rss_mib"] = _rss_mib(bridge.pid)
@@ -341,12 +342,12 @@ async def run_bench(  # noqa: PLR0915 - one measurement after the other reads be
         for serial in dead:
             await emulated.control(f"fault {serial} unreachable")
         # Cadence first, without commands (their read-backs would count as polls).
-        await asyncio.sleep(STATE_INTERVAL)  # the first failures towards the dead ones
+        await asyncio.sleep(interval)  # the first failures towards the dead ones
         before = json.loads(await emulated.control("requests LedSettingsGet"))
         began = time.perf_counter()
-        await asyncio.sleep(4 * STATE_INTERVAL)
+        await asyncio.sleep(4 * interval)
         after = json.loads(await emulated.control("requests LedSettingsGet"))
-        intervals = (time.perf_counter() - began) / STATE_INTERVAL
+        intervals = (time.perf_counter() - began) / interval
         reads = sorted((after[s] - before[s]) / intervals for s in alive)
         latencies, _ = await set_latencies(user, watcher, alive, max(1, commands // 2), rng)
         report.dead = {
@@ -365,7 +366,7 @@ async def run_bench(  # noqa: PLR0915 - one measurement after the other reads be
         await stop_bridge()
         for serial in dead:
             await emulated.control(f"fault {serial} none")
-        report.bare = await bare_library(emulated, rounds, commands, rng)
+        report.bare = await bare_library(emulated, rounds, commands, rng, interval)
         report.bridge["cpu_ratio"] = report.bridge["cpu_ms_per_round"] / report.bare["cpu_ms_per_round"]
         out(f"  bare library: {report.bare['cpu_ms_per_round']:.0f} ms CPU per state round")
     _table(report, out)

@@ -64,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--window", type=float, default=60.0, help="seconds of steady polling measured")
     bench.add_argument("--commands", type=int, default=200, help="/set commands timed")
     bench.add_argument("--rounds", type=int, default=6, help="rounds of the bare library loop (5 s apart)")
+    bench.add_argument("--interval", type=float, default=5.0, help="the bridge's state poll interval")
     bench.add_argument("--json", type=Path, help="also write the figures to this file")
     health = sub.add_parser(
         "health", help="exit 0 if a running bridge is connected to MQTT (Docker HEALTHCHECK)"
@@ -218,6 +219,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             rounds=args.rounds,
             window=args.window,
             commands=args.commands,
+            interval=args.interval,
             out=functools.partial(print, flush=True),
         )
         if args.json:

@@ -1,0 +1,33 @@
+"""The benchmark keeps working: a five-device smoke run through the CLI, as documented, with every
+figure present and plausible (the figures themselves are the benchmark's business, not a test's)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.timeout(180)
+def test_bench_smoke_run_prints_the_table_and_writes_every_figure(tmp_path: Path) -> None:
+    """`devolo-mqtt bench` with five devices and a 1 s poll: every device online, nothing published
+    while nothing changes, every /set answered, the dead device's neighbours polled on time."""
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "devolo_mqtt", "bench", "--devices", "5", "--interval", "1",
+         "--window", "3", "--commands", "10", "--rounds", "2", "--json", str(out)],
+        capture_output=True, text=True, timeout=170, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "ratio bridge / bare" in result.stdout and "/set → state seen, p50" in result.stdout
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert report["devices"] == 5
+    bare, bridge, dead = report["bare"], report["bridge"], report["dead"]
+    assert bare["cpu_ms_per_round"] > 0 and bridge["cpu_ms_per_round"] > 0
+    assert bridge["messages_per_round"] == 0  # nothing changes on the emulated devices
+    assert 0 < bridge["set_ms_p50"] <= bridge["set_ms_p99"] < 5000
+    assert 0 < bridge["start_s"] < 60 and bridge["rss_mib"] > 10
+    assert dead["dead_devices"] == 1 and dead["state_reads_per_interval_min"] > 0.5
