@@ -13,7 +13,13 @@ import structlog
 
 from devolo_mqtt import capabilities
 from devolo_mqtt.capabilities import SourceKey
-from devolo_mqtt.errors import CommandError, DeviceAuthError, DeviceProtocolError, DeviceUnavailableError
+from devolo_mqtt.errors import (
+    CommandError,
+    DeviceAuthError,
+    DeviceProtocolError,
+    DeviceUnavailableError,
+    reason_of,
+)
 from devolo_mqtt.inbound import BadPayload, decode_json, decode_text
 from devolo_mqtt.model import DeviceIdentity, Json
 
@@ -161,7 +167,7 @@ async def execute(
             if source.shared and source.key in refresh:
                 shared_changed(runtime, source.key)
     except (CommandError, DeviceUnavailableError, DeviceAuthError, DeviceProtocolError) as err:
-        reason = _reason(err)
+        reason = reason_of(err)
         if isinstance(err, CommandError) and not command.single_key:
             reason = f"{err.key}: {reason}"  # several keys: say which one failed
         log.warning("command_failed", device=runtime.id, key=label, error=reason)
@@ -177,15 +183,3 @@ async def execute(
 def _subset(runtime: Device, keys: list[str]) -> dict[str, Json]:
     state = runtime.current_state()
     return {k: state[k] for k in keys if k in state}
-
-
-def _reason(err: Exception) -> str:
-    if isinstance(err, CommandError):
-        return err.reason
-    if isinstance(err, DeviceUnavailableError):
-        return "device unavailable"
-    if isinstance(err, DeviceAuthError):
-        return "the device rejected the password"
-    if isinstance(err, DeviceProtocolError):
-        return f"bad answer from the device: {err.reason}"
-    return str(err)

@@ -69,3 +69,16 @@ class DeviceRefusedError(DevoloMqttError):
 
 class DuplicateInstanceError(DevoloMqttError):
     """Another bridge runs on the same base topic or with the same MQTT client id."""
+
+
+def reason_of(err: Exception) -> str:
+    """What a result or a report says about an error, in the contract's words."""
+    if isinstance(err, CommandError):
+        return err.reason
+    if isinstance(err, DeviceUnavailableError):
+        return "device unavailable"
+    if isinstance(err, DeviceAuthError):
+        return "the device rejected the password"
+    if isinstance(err, DeviceProtocolError):
+        return f"bad answer from the device: {err.reason}"
+    return str(err)

@@ -193,7 +193,7 @@ class DeviceRegistry:
                 hint = " (give it an `id` in the config)" if runtime.config is not None else ""
                 raise DeviceRefusedError(serial, problem + hint)
             self._rename(runtime, serial)
-        plc = runtime.identity.supports(PLCNET) and self.networks is not None
+        plc = runtime.identity.supports(PLCNET)
         if plc and self.networks is not None:
             self.networks.device_joined(runtime)  # its network's last overview: its name, if known
         if plc and not runtime.named:

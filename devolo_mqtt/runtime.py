@@ -27,6 +27,7 @@ from devolo_mqtt.errors import (
     DeviceUnavailableError,
     DevoloMqttError,
     UnsupportedError,
+    reason_of,
 )
 from devolo_mqtt.model import DeviceIdentity, FirmwareCheck, Json
 from devolo_mqtt.settings import DeviceConfig, Settings
@@ -204,7 +205,7 @@ class DeviceRuntime:
             except DeviceUnavailableError:
                 raise
             except DevoloMqttError as err:
-                failed[source.name], last = getattr(err, "reason", str(err)), err
+                failed[source.name], last = reason_of(err), err
         self.publish_state(force=True)
         if last is not None and len(failed) == len(wanted):
             raise last

@@ -218,10 +218,13 @@ class WifiTracker:
         payload = self.presence_payload(presence)
         # While home, `last_seen` alone is published again once it is a minute old (not every poll).
         refreshed = self._clock() - self._seen_published.get(presence.mac, -LAST_SEEN_STEP) >= LAST_SEEN_STEP
-        if self._changed(f"presence/{presence.mac}", payload, force=force or refreshed):
+        key = f"presence/{presence.mac}"
+        before = self._filters[key].last if key in self._filters else None
+        if self._changed(key, payload, force=force or refreshed):
             self._seen_published[presence.mac] = self._clock()
             self._out.presence(presence.mac, payload)
-            self._save()
+            if self._filters[key].last != before:
+                self._save()  # not for a `last_seen` refresh: no file write per client every minute
 
     def publish_list(self, ap: str, *, force: bool = False) -> None:
         """The `devolo/<ap>/wifi/clients` payload (on change or heartbeat)."""

@@ -24,12 +24,12 @@ from devolo_mqtt.mac import colon_mac, normalise_mac
 
 
 def apply(emulator: Emulator, line: str) -> str:
-    """Execute one control line; the answer."""
+    """Execute one control line; the answer (`ok`, what was asked for, or `error: …`)."""
     words = line.split()
-    verb, args = (words[0].lower(), words[1:]) if words else ("", [])
-    if verb in ("", "requests"):
-        return _requests(emulator, args) if verb else "ok"
-    commands: dict[str, tuple[int, Callable[[list[str]], None]]] = {
+    if not words:
+        return "ok"
+    verb, args = words[0].lower(), words[1:]
+    commands: dict[str, tuple[int, Callable[[list[str]], str | None]]] = {
         "fault": (2, lambda a: emulator.set_fault(a[0], Fault(a[1].lower()))),
         "unplug": (1, lambda a: emulator.unplug(a[0])),
         "plug": (1, lambda a: emulator.unplug(a[0], plugged=True)),
@@ -40,25 +40,24 @@ def apply(emulator: Emulator, line: str) -> str:
             ),
         ),
         "advance": (1, lambda a: emulator.advance(float(a[0]))),
+        "requests": (
+            1,
+            lambda a: json.dumps(
+                {d.serial: d.requests.get(a[0], 0) for d in emulator.world.devices.values()}
+            ),
+        ),
     }
     if verb not in commands:
-        return f"error: unknown command {verb!r}; known: {', '.join([*commands, 'requests'])}"
+        return f"error: unknown command {verb!r}; known: {', '.join(commands)}"
     count, run = commands[verb]
     if len(args) != count:
         return f"error: {verb} takes {count} argument(s)"
     try:
-        run(args)
+        return run(args) or "ok"
     except KeyError as err:
         return f"error: unknown device or station {err}"
     except ValueError as err:
         return f"error: {err}"
-    return "ok"
-
-
-def _requests(emulator: Emulator, args: list[str]) -> str:
-    if len(args) != 1:
-        return "error: requests takes 1 argument(s)"
-    return json.dumps({d.serial: d.requests.get(args[0], 0) for d in emulator.world.devices.values()})
 
 
 async def serve_stdin(emulator: Emulator) -> None:
