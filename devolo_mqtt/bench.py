@@ -271,6 +271,7 @@ async def run_bench(  # noqa: PLR0915 - one measurement after the other reads be
         emulated = Emulated(count, base)
         await emulated.start()
         stack.push_async_callback(emulated.stop)
+        await asyncio.sleep(3)  # devices up for a while, past their start-up announcements
         serials = list(emulated.addresses)
         out(f"bench: {count} emulated devices, mosquitto on 127.0.0.1:{port}")
 

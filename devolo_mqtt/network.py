@@ -115,11 +115,13 @@ class NetworkMonitor:
         next_full = loop.time()
         while True:
             now = loop.time()
+            # Cleared before the round, not after: a device that joins while it runs wakes the next one
+            # (cleared after, its wake was lost, and its network waited for the next full round).
+            self._wake.clear()
             await self.poll(full=now >= next_full)
             honour_cancellation()
             if now >= next_full:
                 next_full = now + self._interval
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max(0.0, next_full - loop.time())):
                     await self._wake.wait()
