@@ -21,11 +21,12 @@ from devolo_mqtt.errors import DuplicateInstanceError
 from devolo_mqtt.ha_publisher import HaPublisher
 from devolo_mqtt.homeassistant import HaContext
 from devolo_mqtt.instance import InstanceGuard
+from devolo_mqtt.linkwatch import LinkWatch
 from devolo_mqtt.log import REDACTOR
 from devolo_mqtt.mdns import Discovery
 from devolo_mqtt.mqtt import MqttSession, SessionHooks
 from devolo_mqtt.names import MacNames
-from devolo_mqtt.network import NetworkIds, NetworkMonitor
+from devolo_mqtt.network import NetworkIds, NetworkMonitor, NetworkOutput
 from devolo_mqtt.publisher import Publisher
 from devolo_mqtt.registry import DeviceRegistry
 from devolo_mqtt.router import Router
@@ -65,6 +66,7 @@ class Bridge:
             # The monitor and the registry are built below (they publish through this).
             link_name=lambda mac: self.networks.name_for(mac),  # noqa: PLW0108
             device_name=lambda node: self.registry.display_name(node),  # noqa: PLW0108
+            networks=lambda: self.networks.networks.keys(),  # noqa: PLW0108
         )
         names = MacNames(s.mac_names, s.data_dir / "mac_names.json")
         self.registry = DeviceRegistry(s, self.publisher, self.ha, names, clock=clock)
@@ -88,7 +90,13 @@ class Bridge:
             adapters=self.registry.adapters,
             names=self.registry.configured_name,
             configured_network=self.registry.configured_network,
-            publish=self.publisher.rates,
+            out=NetworkOutput(
+                rates=self.publisher.rates,
+                map=self.publisher.network_map,
+                event=self.publisher.event,
+                networks_changed=self.ha.bridge,
+            ),
+            watch=LinkWatch(s.data_dir / "plc_links.json"),
             measured=self.registry.network_measured,
             heartbeat=s.polling.heartbeat,
             clock=clock,

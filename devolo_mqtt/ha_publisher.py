@@ -4,7 +4,7 @@ re-publishes on request."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import structlog
 
@@ -30,12 +30,14 @@ class HaPublisher:
         enabled: bool,
         link_name: Callable[[str], str],
         device_name: Callable[[Node], str],
+        networks: Callable[[], Collection[str]],
     ) -> None:
         self._out = publisher
         self._ctx = ctx
         self.enabled = enabled
         self._link_name = link_name
         self._device_name = device_name
+        self._networks = networks
         self.ledger = DiscoveryLedger()
         self.swept = False  # stale configs of earlier runs cleared
         # After `discovery/purge`: configs are kept up to date in the ledger but not sent until
@@ -48,9 +50,10 @@ class HaPublisher:
         return self.enabled and not self.swept
 
     def bridge(self) -> None:
-        """The bridge's own entity."""
+        """The bridge's own entities (its connection; every PLC network's map and weakest link)."""
         if self.enabled:
-            self._update("devolo_bridge" + self._ctx.suffix(), homeassistant.bridge_configs(self._ctx))
+            configs = homeassistant.bridge_configs(self._ctx, self._networks())
+            self._update("devolo_bridge" + self._ctx.suffix(), configs)
 
     def device(self, node: Node) -> None:
         """Every config of one device (only the changed ones go out; vanished entities are emptied)."""

@@ -8,7 +8,7 @@ Compatibility floor: Home Assistant 2024.3+ and openHAB 4's Home Assistant bindi
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from devolo_mqtt import __version__
@@ -217,10 +217,10 @@ def device_configs(ctx: HaContext, device: HaDevice) -> dict[str, Payload]:
     return configs
 
 
-def bridge_configs(ctx: HaContext) -> dict[str, Payload]:
-    """The bridge's own entity: its connection state."""
+def bridge_configs(ctx: HaContext, networks: Collection[str] = ()) -> dict[str, Payload]:
+    """The bridge's own entities: its connection state, and per PLC network its map and weakest link."""
     node = "devolo_bridge" + ctx.suffix()
-    payload: Payload = {
+    connection: Payload = {
         "name": "Connection state",
         "unique_id": f"{node}_connection",
         "object_id": f"{node}_connection",
@@ -233,7 +233,49 @@ def bridge_configs(ctx: HaContext) -> dict[str, Payload]:
         "device": bridge_device(ctx),
         "origin": ORIGIN,
     }
-    return {ctx.topics.discovery("binary_sensor", node, "connection"): payload}
+    configs = {ctx.topics.discovery("binary_sensor", node, "connection"): connection}
+    for network in sorted(networks):
+        configs.update(_network_configs(ctx, node, network))
+    return configs
+
+
+def _network_configs(ctx: HaContext, node: str, network: str) -> dict[str, Payload]:
+    """A PLC network's map (an image entity) and weakest link (a sensor), on the bridge device."""
+    key = network.replace("-", "_")
+    common: Payload = {
+        "device": bridge_device(ctx),
+        "origin": ORIGIN,
+        "availability": [{"topic": ctx.topics.bridge_state}],
+    }
+    rates = ctx.topics.network_rates(network)
+    image: Payload = {
+        **common,
+        "name": f"PLC network {network} map",
+        "unique_id": f"{node}_plc_map_{key}",
+        "object_id": f"{node}_plc_map_{key}",
+        "default_entity_id": f"image.{node}_plc_map_{key}",
+        "image_topic": ctx.topics.network_map(network),
+        "content_type": "image/svg+xml",
+    }
+    weakest: Payload = {
+        **common,
+        "name": f"PLC network {network} weakest link",
+        "unique_id": f"{node}_plc_weakest_{key}",
+        "object_id": f"{node}_plc_weakest_{key}",
+        "default_entity_id": f"sensor.{node}_plc_weakest_{key}",
+        "icon": "mdi:speedometer-slow",
+        "device_class": "data_rate",
+        "unit_of_measurement": "Mbit/s",
+        "state_class": "measurement",
+        "state_topic": rates,
+        "value_template": "{{ value_json.weakest.rate | default('None') }}",
+        "json_attributes_topic": rates,
+        "json_attributes_template": "{{ value_json.weakest | default({}, true) | tojson }}",
+    }
+    return {
+        ctx.topics.discovery("image", node, f"plc_map_{key}"): image,
+        ctx.topics.discovery("sensor", node, f"plc_weakest_{key}"): weakest,
+    }
 
 
 def tracker_config(ctx: HaContext, mac: str, name: str | None, vendor: str | None) -> tuple[str, Payload]:

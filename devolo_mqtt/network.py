@@ -15,13 +15,15 @@ from typing import Any
 
 import structlog
 
+from devolo_mqtt import plcmap
 from devolo_mqtt.adapter import AdapterRuntime
 from devolo_mqtt.capabilities import PLC_VIEW, round_rate
 from devolo_mqtt.changes import ChangeFilter
 from devolo_mqtt.clock import iso, utc_now
 from devolo_mqtt.errors import DevoloMqttError
+from devolo_mqtt.linkwatch import Changes, LinkWatch
 from devolo_mqtt.mac import display_mac
-from devolo_mqtt.model import PLCNET, Overview, PlcDevice, PlcView
+from devolo_mqtt.model import PLCNET, Json, Overview, PlcDevice, PlcView
 from devolo_mqtt.runtime import DeviceRuntime
 from devolo_mqtt.store import JsonStore
 from devolo_mqtt.tasks import honour_cancellation
@@ -62,6 +64,16 @@ class _Network:
 
 
 @dataclass(frozen=True, slots=True)
+class NetworkOutput:
+    """Where the monitor's findings go."""
+
+    rates: Callable[[str, dict[str, Any]], None]  # (network id, matrix)
+    map: Callable[[str, str], None]  # (network id, SVG)
+    event: Callable[[str, dict[str, Json]], None]
+    networks_changed: Callable[[], None]  # a network was seen for the first time in this run
+
+
+@dataclass(frozen=True, slots=True)
 class Unmanaged:
     """A device seen in an overview that is neither manageable here nor configured."""
 
@@ -81,7 +93,8 @@ class NetworkMonitor:
         adapters: dict[str, AdapterRuntime],
         names: Callable[[str], str | None],
         configured_network: Callable[[str], str | None],
-        publish: Callable[[str, object], None],
+        out: NetworkOutput,
+        watch: LinkWatch,
         measured: Callable[[list[str]], None],
         heartbeat: float,
         clock: Callable[[], float],
@@ -92,7 +105,8 @@ class NetworkMonitor:
         self._adapters = adapters
         self._names = names
         self._configured_network = configured_network
-        self._publish = publish
+        self._out = out
+        self._watch = watch
         self._measured = measured
         self._heartbeat, self._clock = heartbeat, clock
         self._changes: dict[str, ChangeFilter] = {}  # per network: its matrix, measurement time aside
@@ -168,7 +182,10 @@ class NetworkMonitor:
             return set()
         configured = next((n for m in macs if (n := self._configured_network(m))), None)
         network_id = self._ids.resolve(macs, configured)
-        network = self.networks.setdefault(network_id, _Network())
+        if network_id not in self.networks:
+            self.networks[network_id] = _Network()
+            self._out.networks_changed()
+        network = self.networks[network_id]
         gone = network.macs - set(macs)
         network.macs = set(macs)
         measured = {(r.src, r.dst): (r.tx, r.rx) for r in overview.rates}
@@ -192,12 +209,37 @@ class NetworkMonitor:
             self._last.pop(mac, None)
             if (adapter := self._adapters.get(mac)) is not None:
                 adapter.seen(None, None)
+        self._tell(
+            network_id, self._watch.observe(network_id, macs, ((r.src, r.dst, r.tx) for r in overview.rates))
+        )
         matrix = self._matrix(network_id, overview, runtimes)
         changes = self._changes.setdefault(network_id, ChangeFilter(self._heartbeat, self._clock))
         if changes.should_publish({k: v for k, v in matrix.items() if k != "measured_at"}):
-            self._publish(network_id, matrix)
+            self._out.rates(network_id, matrix)
+        self._out.map(network_id, plcmap.render(matrix))  # unchanged pictures are not sent again
         self._measured(macs)
         return set(macs)
+
+    def _tell(self, network_id: str, changes: Changes) -> None:
+        """Events for links that degraded or recovered and for members that joined or left."""
+        for link in changes.links:
+            self._out.event(
+                "plc_link_degraded" if link.degraded else "plc_link_recovered",
+                {
+                    "network": network_id,
+                    "from": display_mac(link.src),
+                    "to": display_mac(link.dst),
+                    "from_name": self.name_for(link.src),
+                    "to_name": self.name_for(link.dst),
+                    "rate": round_rate(link.rate),
+                    "median": round_rate(link.median),
+                },
+            )
+        for kind, macs in (("plc_device_joined", changes.joined), ("plc_device_left", changes.left)):
+            for mac in macs:
+                self._out.event(
+                    kind, {"network": network_id, "mac": display_mac(mac), "name": self.name_for(mac)}
+                )
 
     def _matrix(
         self, network_id: str, overview: Overview, runtimes: dict[str | None, DeviceRuntime]
@@ -221,10 +263,28 @@ class NetworkMonitor:
                 "to": display_mac(r.dst),
                 "tx_rate": round_rate(r.tx),
                 "rx_rate": round_rate(r.rx),
+                "degraded": self._watch.degraded(r.src, r.dst),
             }
             for r in overview.rates
         ]
-        return {"network": network_id, "measured_at": iso(utc_now()), "devices": devices, "rates": rates}
+        weakest = min(
+            (r for r in overview.rates if r.tx > 0), key=lambda r: (r.tx, r.src, r.dst), default=None
+        )
+        return {
+            "network": network_id,
+            "measured_at": iso(utc_now()),
+            "devices": devices,
+            "rates": rates,
+            "weakest": None
+            if weakest is None
+            else {
+                "rate": round_rate(weakest.tx),
+                "from": display_mac(weakest.src),
+                "to": display_mac(weakest.dst),
+                "from_name": self.name_for(weakest.src),
+                "to_name": self.name_for(weakest.dst),
+            },
+        }
 
     def name_for(self, mac: str, overview_name: str = "") -> str:
         """Configured name, else the name set in the device (from its network's last overview), else

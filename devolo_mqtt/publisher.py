@@ -43,6 +43,7 @@ class Publisher:
             t.state(device_id),
             t.wifi_clients(device_id),
             t.wifi_neighbors(device_id),
+            t.guest_qr(device_id),
         ):
             self.mqtt.publish(topic, b"", retain=True)
 
@@ -97,6 +98,14 @@ class Publisher:
     def rates(self, network_id: str, matrix: object) -> None:
         """A PLC network's rate matrix (retained)."""
         self.mqtt.publish(self.topics.network_rates(network_id), dumps(matrix), retain=True)
+
+    def network_map(self, network_id: str, svg: str) -> None:
+        """A PLC network's picture (retained; an unchanged picture is not sent again)."""
+        self.mqtt.publish(self.topics.network_map(network_id), svg, retain=True)
+
+    def guest_qr(self, device_id: str, png: bytes) -> None:
+        """The QR code that joins an access point's guest WiFi (retained; empty bytes clear it)."""
+        self.mqtt.publish(self.topics.guest_qr(device_id), png, retain=True)
 
     def neighbors(self, device_id: str, payload: dict[str, Any]) -> None:
         """The foreign WiFi networks an access point sees (retained)."""

@@ -130,6 +130,14 @@ class Topics:
         """Retained data-rate matrix of one PLC network."""
         return f"{self.base}/network/{network_id}/rates"
 
+    def network_map(self, network_id: str) -> str:
+        """Retained SVG picture of one PLC network."""
+        return f"{self.base}/network/{network_id}/map"
+
+    def guest_qr(self, device_id: str) -> str:
+        """Retained QR code (PNG) that joins an access point's guest WiFi (opt-in: it holds the key)."""
+        return f"{self.base}/{device_id}/guest_wifi/qr"
+
     def wifi_presence(self, mac: str) -> str:
         """Presence of one WiFi client across all access points (`mac` lower case, no separators)."""
         return f"{self.base}/wifi/{mac.lower()}"
