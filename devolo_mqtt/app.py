@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from ipaddress import ip_address
+from typing import Any
 
 import structlog
 from zeroconf import InterfaceChoice, IPVersion
@@ -23,6 +24,7 @@ from devolo_mqtt.homeassistant import HaContext
 from devolo_mqtt.instance import InstanceGuard
 from devolo_mqtt.linkwatch import LinkWatch
 from devolo_mqtt.log import REDACTOR
+from devolo_mqtt.mac import display_mac
 from devolo_mqtt.mdns import Discovery
 from devolo_mqtt.mqtt import MqttSession, SessionHooks
 from devolo_mqtt.names import MacNames
@@ -67,6 +69,7 @@ class Bridge:
             link_name=lambda mac: self.networks.name_for(mac),  # noqa: PLW0108
             device_name=lambda node: self.registry.display_name(node),  # noqa: PLW0108
             networks=lambda: self.networks.networks.keys(),  # noqa: PLW0108
+            guest_qr=s.guest_wifi.publish_credentials,
         )
         names = MacNames(s.mac_names, s.data_dir / "mac_names.json")
         self.registry = DeviceRegistry(s, self.publisher, self.ha, names, clock=clock)
@@ -108,7 +111,7 @@ class Bridge:
             registry=self.registry,
             ha=self.ha,
             instance=self.instance,
-            requests=bridge_requests.Context(self.registry, self.ha),
+            requests=bridge_requests.Context(self.registry, self.ha, self.diagnostics),
         )
         # A call holds a shared slot for half a second at most (a healthy device answers in
         # milliseconds): dead devices, retried by the library for seconds, never stall the others.
@@ -119,6 +122,20 @@ class Bridge:
     def runtimes(self) -> dict[str, DeviceRuntime]:
         """Every manageable device's runtime, by id."""
         return self.registry.runtimes
+
+    def diagnostics(self) -> dict[str, Any]:
+        """`bridge/request/diagnostics`: a redacted snapshot for bug reports."""
+        return inventory.diagnostics(
+            self.settings,
+            uptime=self._clock() - self._started,
+            connected=self.mqtt.connected.is_set(),
+            counters=self.mqtt.counters,
+            runtimes=list(self.registry.runtimes.values()),
+            adapters=list(self.registry.adapters.values()),
+            networks={
+                n: sorted(display_mac(m) for m in net.macs) for n, net in self.networks.networks.items()
+            },
+        )
 
     # --- running -------------------------------------------------------------------------------------
     async def run(self) -> None:

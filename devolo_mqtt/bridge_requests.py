@@ -18,10 +18,11 @@ from devolo_mqtt.settings import MAX_NAME
 
 @dataclass(frozen=True, slots=True)
 class Context:
-    """What requests may use: the devices and the discovery publisher."""
+    """What requests may use: the devices, the discovery publisher and the bridge's self-description."""
 
     registry: DeviceRegistry
     ha: HaPublisher
+    diagnostics: Callable[[], dict[str, Any]]
 
 
 Handler = Callable[[Context, dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -89,7 +90,12 @@ async def _purge(ctx: Context, _: dict[str, Any]) -> dict[str, Any]:
     return {"cleared": ctx.ha.purge()}
 
 
+async def _diagnostics(ctx: Context, _: dict[str, Any]) -> dict[str, Any]:
+    return ctx.diagnostics()
+
+
 HANDLERS: dict[str, Handler] = {
+    "diagnostics": _diagnostics,
     "refresh": _refresh,
     "mac/rename": _rename,
     "discovery/republish": _republish,

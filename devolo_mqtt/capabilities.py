@@ -119,7 +119,7 @@ class Source:
 class HaEntity:
     """A capability's Home Assistant entity, as data."""
 
-    component: Literal["switch", "sensor", "binary_sensor", "number", "button", "update"]
+    component: Literal["switch", "sensor", "binary_sensor", "number", "button", "update", "image"]
     name: str
     icon: str | None = None
     device_class: str | None = None
@@ -303,6 +303,12 @@ CAPABILITIES: tuple[Capability, ...] = (
         ha=HaEntity(
             "sensor", "Guest WiFi remaining", icon="mdi:timer-sand", unit="min", device_class="duration"
         ),
+    ),
+    Capability(
+        "guest_ssid",
+        "wifi1",
+        value=lambda r: g.ssid if (g := _guest(r)) else None,
+        ha=HaEntity("sensor", "Guest WiFi SSID", icon="mdi:wifi", entity_category="diagnostic"),
     ),
     Capability(
         "firmware",

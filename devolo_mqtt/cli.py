@@ -1,10 +1,11 @@
-"""The `devolo-mqtt` command: run, discover, check-config, emulate, health."""
+"""The `devolo-mqtt` command: run, discover, check-config, emulate, demo, bench, health, diagnostics."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import functools
+import json
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -66,6 +67,11 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--rounds", type=int, default=6, help="rounds of the bare library loop (5 s apart)")
     bench.add_argument("--interval", type=float, default=5.0, help="the bridge's state poll interval")
     bench.add_argument("--json", type=Path, help="also write the figures to this file")
+    diagnostics = sub.add_parser(
+        "diagnostics", help="print a running bridge's diagnostics (redacted, for bug reports)"
+    )
+    with_config(diagnostics)
+    diagnostics.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the answer")
     health = sub.add_parser(
         "health", help="exit 0 if a running bridge is connected to MQTT (Docker HEALTHCHECK)"
     )
@@ -84,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "demo": _cmd_demo,
         "bench": _cmd_bench,
         "health": _cmd_health,
+        "diagnostics": _cmd_diagnostics,
     }
     if args.command is None:
         _parser().print_help()
@@ -226,6 +233,20 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             write_json(report, args.json)
 
     return run_until_signal(bench)
+
+
+def _cmd_diagnostics(args: argparse.Namespace) -> int:
+    from devolo_mqtt.ask import NoAnswerError, ask_bridge  # noqa: PLC0415
+
+    settings = load_settings(args.config)
+    log.configure("WARNING", "console")
+    try:
+        data = asyncio.run(ask_bridge(settings, "diagnostics", within=args.timeout))
+    except NoAnswerError as err:
+        print(f"devolo-mqtt: {err}", file=sys.stderr)
+        return 1
+    print(json.dumps(data, indent=2, sort_keys=True))
+    return 0
 
 
 def _cmd_health(args: argparse.Namespace) -> int:

@@ -31,6 +31,7 @@ class HaPublisher:
         link_name: Callable[[str], str],
         device_name: Callable[[Node], str],
         networks: Callable[[], Collection[str]],
+        guest_qr: bool = False,
     ) -> None:
         self._out = publisher
         self._ctx = ctx
@@ -38,6 +39,7 @@ class HaPublisher:
         self._link_name = link_name
         self._device_name = device_name
         self._networks = networks
+        self._guest_qr = guest_qr
         self.ledger = DiscoveryLedger()
         self.swept = False  # stale configs of earlier runs cleared
         # After `discovery/purge`: configs are kept up to date in the ledger but not sent until
@@ -125,4 +127,5 @@ class HaPublisher:
             mac=identity.mac,
             ip=identity.ip,
             capabilities=tuple(capabilities.supported(identity)),
+            guest_qr=self._guest_qr and identity.supports("wifi1"),
         )

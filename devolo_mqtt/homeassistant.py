@@ -46,6 +46,7 @@ class HaDevice:
     ip: str | None
     capabilities: tuple[Capability, ...]
     links: tuple[HaLink, ...] = ()
+    guest_qr: bool = False  # an image entity with the guest WiFi's QR code (opt-in: it holds the key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +215,11 @@ def device_configs(ctx: HaContext, device: HaDevice) -> dict[str, Payload]:
                 expire_after=ctx.link_expire_after,
             )
             configs[ctx.topics.discovery("sensor", node, key)] = payload
+    if device.guest_qr:
+        ha = HaEntity("image", "Guest WiFi QR code", icon="mdi:qrcode")
+        image = _entity_base(ctx, device, "guest_wifi_qr", ha)
+        image.update(image_topic=ctx.topics.guest_qr(device.id), content_type="image/png")
+        configs[ctx.topics.discovery("image", node, "guest_wifi_qr")] = image
     return configs
 
 

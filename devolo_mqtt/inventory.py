@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import platform
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -9,6 +11,7 @@ from typing import Any
 from devolo_mqtt import __version__
 from devolo_mqtt.adapter import AdapterRuntime
 from devolo_mqtt.clock import iso
+from devolo_mqtt.log import REDACTOR
 from devolo_mqtt.model import Json
 from devolo_mqtt.mqtt import Counters
 from devolo_mqtt.network import Unmanaged
@@ -113,6 +116,57 @@ def health_essence(health: dict[str, Any]) -> dict[str, Any]:
     """What makes `bridge/health` worth publishing before its heartbeat: a device's online state or
     last error changed (not the counters, poll times and latencies that move on every poll)."""
     return {device: [entry["online"], entry["last_error"]] for device, entry in health["devices"].items()}
+
+
+def diagnostics(
+    settings: Settings,
+    *,
+    uptime: float,
+    connected: bool,
+    counters: Counters,
+    runtimes: Iterable[DeviceRuntime],
+    adapters: Iterable[AdapterRuntime],
+    networks: dict[str, list[str]],
+) -> dict[str, Any]:
+    """A snapshot for a bug report: version, effective configuration, every device's identity,
+    features, firmware, errors and timings, and the MQTT counters. Secrets are left out by
+    construction (the configuration dumps them as '**********'), and every string passes the log
+    redactor as well (a device's error text could quote one)."""
+    snapshot = {
+        "version": __version__,
+        "schema_version": SCHEMA_VERSION,
+        "python": platform.python_version(),
+        "libraries": {name: _version(name) for name in ("devolo-plc-api", "aiomqtt", "zeroconf", "httpx")},
+        "generated": iso(datetime.now(UTC)),
+        "uptime": round(uptime),
+        "config": settings.model_dump(mode="json"),
+        "mqtt": {"connected": connected, **counters.as_dict()},
+        "devices": [_diagnosed(r) for r in runtimes],
+        "adapters": [adapter_entry(a) for a in adapters],
+        "networks": networks,
+    }
+    return dict(REDACTOR.scrub(snapshot))
+
+
+def _diagnosed(runtime: DeviceRuntime) -> dict[str, Any]:
+    return {
+        **device_entry(runtime),
+        "id": runtime.id,
+        "firmware": runtime.firmware or None,
+        "last_seen": iso(runtime.last_seen),
+        "last_poll": iso(runtime.stats.last_poll),
+        "latency_ms": runtime.stats.latency_ms,
+        "last_error": runtime.stats.last_error,
+        "errors": dict(runtime.stats.errors),
+        "unsupported_sources": runtime.unsupported_sources,
+    }
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def info(settings: Settings) -> dict[str, Any]:

@@ -200,14 +200,7 @@ class MqttSession:
     def _client(self) -> aiomqtt.Client:
         s = self._settings
         v5 = s.protocol == "5"
-        tls: ssl.SSLContext | None = None
-        if s.tls or s.ca_file:
-            tls = ssl.create_default_context(cafile=str(s.ca_file) if s.ca_file else None)
-            if s.cert_file and s.key_file:
-                tls.load_cert_chain(str(s.cert_file), str(s.key_file))
-            if s.tls_insecure:
-                tls.check_hostname = False
-                tls.verify_mode = ssl.CERT_NONE
+        tls = tls_context(s)
         persistent = s.session_expiry > 0
         properties: Any = None
         if v5 and persistent:
@@ -374,6 +367,19 @@ class MqttSession:
         except (TimeoutError, aiomqtt.MqttError) as err:
             log.warning("mqtt_goodbye_incomplete", error=str(err) or type(err).__name__)
             _drop(client)
+
+
+def tls_context(s: MqttSettings) -> ssl.SSLContext | None:
+    """The TLS context the settings ask for (None: plain TCP)."""
+    if not (s.tls or s.ca_file):
+        return None
+    tls = ssl.create_default_context(cafile=str(s.ca_file) if s.ca_file else None)
+    if s.cert_file and s.key_file:
+        tls.load_cert_chain(str(s.cert_file), str(s.key_file))
+    if s.tls_insecure:
+        tls.check_hostname = False
+        tls.verify_mode = ssl.CERT_NONE
+    return tls
 
 
 def _drop(client: aiomqtt.Client) -> None:

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import structlog
 
-from devolo_mqtt import capabilities, commands, inventory
+from devolo_mqtt import capabilities, commands, guestqr, inventory
 from devolo_mqtt.adapter import AdapterRuntime
 from devolo_mqtt.backoff import Backoff
 from devolo_mqtt.capabilities import SourceKey
@@ -19,7 +19,7 @@ from devolo_mqtt.device import DevoloClient
 from devolo_mqtt.errors import DeviceRefusedError
 from devolo_mqtt.ha_publisher import HaPublisher, Node
 from devolo_mqtt.mdns import Found
-from devolo_mqtt.model import PLCNET, Json, NeighborAp, Station
+from devolo_mqtt.model import PLCNET, GuestWifi, Json, NeighborAp, Station
 from devolo_mqtt.mqtt import Outgoing
 from devolo_mqtt.names import MacNames
 from devolo_mqtt.network import NetworkMonitor
@@ -193,6 +193,8 @@ class DeviceRegistry:
                 hint = " (give it an `id` in the config)" if runtime.config is not None else ""
                 raise DeviceRefusedError(serial, problem + hint)
             self._rename(runtime, serial)
+        if runtime.identity.supports("wifi1") and not self._settings.guest_wifi.publish_credentials:
+            self._out.guest_qr(runtime.id, b"")  # a code from a run that published credentials goes
         plc = runtime.identity.supports(PLCNET)
         if plc and self.networks is not None:
             self.networks.device_joined(runtime)  # its network's last overview: its name, if known
@@ -247,7 +249,10 @@ class DeviceRegistry:
 
     def source_read(self, runtime: DeviceRuntime, source: SourceKey[Any], value: Any) -> None:
         """Station lists go to the WiFi tracker, neighbouring networks to their own topic."""
-        if source == capabilities.STATIONS and self.wifi is not None:
+        if source == capabilities.GUEST and self._settings.guest_wifi.publish_credentials:
+            guest: GuestWifi = value
+            self._out.guest_qr(runtime.id, guestqr.png(guest.ssid, guest.key))
+        elif source == capabilities.STATIONS and self.wifi is not None:
             stations: list[Station] = value
             self.wifi.update_ap(runtime.id, stations)
         elif source == capabilities.NEIGHBORS and not runtime.provisional:

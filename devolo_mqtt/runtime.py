@@ -146,6 +146,11 @@ class DeviceRuntime:
         self._locate_changed.set()
 
     @property
+    def unsupported_sources(self) -> list[str]:
+        """The sources this device said it cannot serve (no longer asked)."""
+        return sorted(key.name for key in self._unsupported)
+
+    @property
     def guest_duration(self) -> int:
         """Minutes guest WiFi stays on when switched on: one value for the whole mesh, kept in data_dir."""
         return self._guest_duration.value

@@ -195,6 +195,9 @@ class GuestSettings(_Section):
     """Guest WiFi."""
 
     default_duration: Annotated[int, Field(ge=0, le=1440)] = 0
+    # Publish a QR code that joins the guest WiFi (`<id>/guest_wifi/qr`). It holds the WiFi key: off
+    # unless asked for, and its retained picture is cleared again when switched off.
+    publish_credentials: bool = False
 
 
 class Settings(BaseSettings):

@@ -14,9 +14,10 @@ from devolo_mqtt.capabilities import same_restart
 from devolo_mqtt.changes import ChangeFilter
 from devolo_mqtt.commands import parse_command
 from devolo_mqtt.errors import CommandError
+from devolo_mqtt.linkwatch import LinkWatch
 from devolo_mqtt.model import Overview, PlcDevice, PlcRate, Station
 from devolo_mqtt.names import MacNames
-from devolo_mqtt.network import NetworkIds, NetworkMonitor
+from devolo_mqtt.network import NetworkIds, NetworkMonitor, NetworkOutput
 from devolo_mqtt.settings import WifiSettings
 from devolo_mqtt.store import StoredInt
 from devolo_mqtt.tasks import FairLimiter
@@ -202,7 +203,13 @@ def test_network_monitor_ids_matrix_and_members_leaving(tmp_path: Path) -> None:
             adapters={},
             names=lambda mac: "Living room" if mac == B2 else None,
             configured_network=lambda mac: None,
-            publish=lambda network, matrix: published.append((network, matrix)),
+            out=NetworkOutput(
+                rates=lambda network, matrix: published.append((network, matrix)),
+                map=lambda network, svg: None,
+                event=lambda kind, data: None,
+                networks_changed=lambda: None,
+            ),
+            watch=LinkWatch(tmp_path / "plc_links.json"),
             measured=measured.append,
             heartbeat=300,
             clock=Clock(),
