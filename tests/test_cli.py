@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -103,8 +104,9 @@ async def test_cli_run_sigterm_publishes_offline_and_exits_0(
 ) -> None:
     """SIGTERM: retained `offline` for the bridge and every device, then exit code 0.
 
-    Debug logging is on (devolo_plc_api and httpx included) and a guest WiFi switch happens: no device
-    password, its sha256 form, the MQTT password or the guest WiFi key appears anywhere in the output.
+    Debug logging is on (devolo_plc_api and httpx included), a guest WiFi switch happens and
+    `devolo-mqtt diagnostics` asks the running bridge for its snapshot: no device password, its sha256
+    form, the MQTT password or the guest WiFi key appears in the output, the snapshot or on MQTT.
     """
     emulator = await start_emulator(demo_scenario)
     mqtt_password = "mqtt-pa55-word"
@@ -126,6 +128,10 @@ async def test_cli_run_sigterm_publishes_offline_and_exits_0(
             await client.publish(f"{base_topic}/{WIFI_NEXT}/set/guest_wifi", "ON")
         await probe.wait_json(f"{base_topic}/{WIFI_NEXT}/set/result", lambda r: r["status"] == "ok")
         await probe.wait_json(f"{base_topic}/bridge/info", lambda i: True)
+        asked = await asyncio.create_subprocess_exec(
+            *CLI, "diagnostics", "--config", str(path), stdout=asyncio.subprocess.PIPE
+        )
+        snapshot_text, _ = await asyncio.wait_for(asked.communicate(), 30)
         process.send_signal(signal.SIGTERM)
         output, _ = await asyncio.wait_for(process.communicate(), 20)
     finally:
@@ -134,7 +140,13 @@ async def test_cli_run_sigterm_publishes_offline_and_exits_0(
     assert process.returncode == 0, output.decode()[-2000:]
     await probe.wait_for(f"{base_topic}/bridge/state", lambda m: m.payload == b"offline")
     await probe.wait_for(f"{base_topic}/{WIFI_NEXT}/availability", lambda m: m.payload == b"offline")
-    text = output.decode()
+    assert asked.returncode == 0
+    snapshot = json.loads(snapshot_text)
+    diagnosed = {d["serial"]: d for d in snapshot["devices"]}
+    assert diagnosed[WIFI_NEXT]["firmware"] and "wifi1" in diagnosed[WIFI_NEXT]["features"]
+    assert snapshot["mqtt"]["connected"] is True and snapshot["mqtt"]["published"] > 0
+    assert snapshot["config"]["mqtt"]["password"] == "**********"
+    text = output.decode() + snapshot_text.decode()
     assert "device_connected" in text and "LedSettingsGet" in text  # debug output really was captured
     guest_key = emulator.device(WIFI_NEXT).spec.guest_key
     for secret in ("demo-secret", hashlib.sha256(b"demo-secret").hexdigest(), mqtt_password, guest_key):

@@ -22,7 +22,12 @@ WIFI_NEXT, LAN_ONLY = "1000000000000002", "1000000000000001"
 # Home Assistant renders MQTT templates in a sandbox; an undefined variable is logged as a warning
 # there ("'dict object' has no attribute …"): StrictUndefined turns that warning into a failure here.
 JINJA = ImmutableSandboxedEnvironment(undefined=StrictUndefined)
-TEMPLATES = ("value_template", "latest_version_template")
+# Each template, and the topic whose payloads it renders.
+TEMPLATES = {
+    "value_template": "state_topic",
+    "latest_version_template": "latest_version_topic",
+    "json_attributes_template": "json_attributes_topic",
+}
 
 
 def _configs(probe: Probe, ha: str) -> dict[str, dict[str, Any]]:
@@ -42,10 +47,10 @@ def _render(template: str, payload: bytes) -> str:
 def _check_templates(topic: str, config: dict[str, Any], states: dict[str, list[Received]]) -> int:
     """Render one entity's templates with every payload of its topics; how many renderings."""
     component, checked = topic.split("/")[1], 0
-    for field in TEMPLATES:
+    for field, topic_key in TEMPLATES.items():
         if field not in config:
             continue
-        source = config["state_topic" if field == "value_template" else "latest_version_topic"]
+        source = config[topic_key]
         assert states.get(source), f"{topic}: nothing published on {source}"
         for message in states[source]:
             try:
@@ -53,7 +58,9 @@ def _check_templates(topic: str, config: dict[str, Any], states: dict[str, list[
             except TemplateError as err:
                 raise AssertionError(f"{topic} {field} on {message.payload[:300]!r}: {err}") from None
             checked += 1
-            if component in ("binary_sensor", "switch"):
+            if field == "json_attributes_template":
+                assert isinstance(json.loads(rendered), dict), (topic, rendered)  # HA wants an object
+            elif component in ("binary_sensor", "switch"):
                 assert rendered in ("ON", "OFF", "None"), (topic, rendered)
             elif config.get("state_class") == "measurement" or component == "number":
                 assert rendered == "None" or float(rendered) >= 0, (topic, rendered)

@@ -4,6 +4,7 @@
     unplug <serial> | plug <serial>
     move <station mac> <ap serial | away>
     advance <seconds>
+    rate <from serial> <to serial> <Mbit/s | base>   (hold a PLC link's rate; `base` lets it go)
     requests <endpoint>   (answered with one JSON line: authorised requests per serial, e.g. LedSettingsGet)
 
 Each line is answered on standard output with `ok` (or the JSON asked for) or `error: <reason>`.
@@ -40,6 +41,10 @@ def apply(emulator: Emulator, line: str) -> str:
             ),
         ),
         "advance": (1, lambda a: emulator.advance(float(a[0]))),
+        "rate": (
+            3,
+            lambda a: emulator.world.set_link_rate(a[0], a[1], None if a[2] == "base" else float(a[2])),
+        ),
         "requests": (
             1,
             lambda a: json.dumps(

@@ -111,6 +111,7 @@ class Link:
     base: float
     tx: float
     rx: float
+    held: bool = False  # set by hand (`World.set_link_rate`): the drift leaves it alone
 
 
 class World:
@@ -206,6 +207,19 @@ class World:
         self.restart(device, device.spec.update.install_seconds)
         return True
 
+    def set_link_rate(self, src: str, dst: str, rate: float | None) -> None:
+        """Hold the PLC link from one device to another (serials) at `rate` Mbit/s; None lets it go back
+        to its nominal rate (and drift again)."""
+        macs = (self.devices[src].plc_mac, self.devices[dst].plc_mac)
+        if macs not in self.links:
+            raise ValueError(f"no PLC link from {src} to {dst}")
+        link = self.links[macs]
+        if rate is not None and not 0 <= rate <= 10_000:
+            raise ValueError("rate must be 0 to 10000 Mbit/s")
+        link.held = rate is not None
+        link.tx = link.base if rate is None else rate
+        link.rx = link.tx * 0.95
+
     def move_station(self, mac: str, ap: str | None) -> None:
         """Connect a station to an access point (roam), or disconnect it (`ap=None`)."""
         self.stations[mac].ap = ap
@@ -228,7 +242,7 @@ class World:
             self._drift(seconds)
 
     def _drift(self, seconds: float) -> None:
-        for link in self.links.values():
+        for link in (k for k in self.links.values() if not k.held):
             link.tx = _wander(self._rng, link.tx, link.base)
             link.rx = _wander(self._rng, link.rx, link.base)
         aps = [d.serial for d in self.devices.values() if d.product.has_wifi]
@@ -245,9 +259,10 @@ class World:
 
 
 def _wander(rng: random.Random, value: float, base: float) -> float:
-    """A bounded random walk around `base` (±25 %), rounded as devices report (1/16 Mbit/s)."""
+    """A bounded random walk around `base` (±12 %: a drop of a quarter is what `plc_link_degraded`
+    reports), rounded as devices report (1/16 Mbit/s)."""
     stepped = round((value + rng.uniform(-0.03, 0.03) * base) * 16) / 16
-    return min(base * 1.25, max(base * 0.75, stepped))
+    return min(base * 1.12, max(base * 0.88, stepped))
 
 
 __all__ = ["Fault", "World", "colon_mac"]
