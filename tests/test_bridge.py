@@ -35,7 +35,7 @@ async def test_bridge_start_publishes_retained_state_per_model(
     await start_home(demo_scenario, start_emulator, start_bridge, probe, base_topic)
     assert (await probe.wait_for(f"{base_topic}/bridge/state")).payload == b"online"
     common = {"leds", "firmware", "update_available", "next_firmware", "last_restart", "ip", "last_seen"}
-    wifi = {"guest_wifi", "guest_duration", "guest_remaining", "neighbor_aps", "wifi_clients"}
+    wifi = {"guest_wifi", "guest_duration", "guest_remaining", "guest_ssid", "neighbor_aps", "wifi_clients"}
     plc = {"locate", "connected_to_router", "plc_devices"}
 
     def links(own: int) -> set[str]:
