@@ -112,6 +112,8 @@ async def run_demo(
             devices=DEMO_ADAPTERS,
             polling={"state": 10, "wifi": 5, "network": 30},
             wifi={"consider_home": 60},
+            # Emulated devices: their guest key is no secret, so the demo shows the QR code entity.
+            guest_wifi={"publish_credentials": True},
             data_dir=str(data / "data"),
             logging={"level": "WARNING"},
         )
@@ -136,6 +138,9 @@ def _banner(out: Callable[[str], None], host: str, port: int, *, own_broker: boo
   MQTT Explorer:   connect to {host}:{port}
   Home Assistant:  add the MQTT integration with that broker; devices appear by discovery
   try a command:   mosquitto_pub -h {host} -p {port} -t devolo/1000000000000002/set/leds -m OFF
+  a PLC map:       mosquitto_sub -h {host} -p {port} -t 'devolo/network/+/map' -C 1 > map.svg
+  diagnostics:     mosquitto_rr -h {host} -p {port} -m '{{}}' -t devolo/bridge/request/diagnostics \\
+                     -e devolo/bridge/response/diagnostics
   device password: {DEMO_PASSWORD} (the emulated devices' `device_password`, for your own bridge)
 Ctrl-C stops the demo.
 """)
@@ -173,6 +178,11 @@ def _describe(  # noqa: PLR0911 - one return per kind of topic reads best here
         return f"bridge {data}"
     if topic == "devolo/bridge/event" and isinstance(data, dict):
         details = data.get("data", {})
+        if "from_name" in details:  # a PLC link
+            return (
+                f"event {data.get('type')}: {details['from_name']} → {details['to_name']} "
+                f"{details.get('rate')} Mbit/s (median {details.get('median')})"
+            )
         who = (
             details.get("name")
             or details.get("mac")
