@@ -17,11 +17,13 @@ GOOD_RATE = 300.0
 FAIR_RATE = 100.0
 COLOURS = {"good": "#2e7d32", "fair": "#ef8f00", "poor": "#c62828", "none": "#9e9e9e"}
 
-WIDTH, HEIGHT = 800, 600
-_CENTRE = (WIDTH / 2, HEIGHT / 2 + 10)
-_RADIUS = 200.0
-_NODE_W, _NODE_H = 214, 58
-_MAX_LABEL = 24
+# Small on purpose: an image card shows it 400-500 px wide, so text drawn at 16-18 units stays 11-14 px.
+WIDTH, HEIGHT = 640, 480
+_CENTRE = (WIDTH / 2, HEIGHT / 2 + 8)
+_RADIUS = (210.0, 160.0)  # horizontal, vertical: an ellipse leaves room for the labels
+_NODE_W, _NODE_H = 200, 56
+_MAX_LABEL = 19  # characters of a name that fit a box (bold, 16 units)
+_MAX_DETAIL = 26
 
 
 def quality(rate: float | None) -> str:
@@ -43,7 +45,7 @@ def render(matrix: dict[str, Any]) -> str:
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" '
         f'width="{WIDTH}" height="{HEIGHT}" font-family="sans-serif">',
         f'<rect width="{WIDTH}" height="{HEIGHT}" rx="12" fill="#ffffff"/>',
-        f'<text x="20" y="36" font-size="22" font-weight="bold" fill="#212121">'
+        f'<text x="16" y="30" font-size="20" font-weight="bold" fill="#212121">'
         f"PLC network {escape(_short(str(matrix['network']), 40))}</text>",
     ]
     pairs = sorted({tuple(sorted(pair)) for pair in rates if pair[0] in where and pair[1] in where})
@@ -63,8 +65,8 @@ def _places(count: int) -> list[tuple[float, float]]:
     cx, cy = _CENTRE
     return [
         (
-            round(cx + _RADIUS * 1.4 * math.sin(2 * math.pi * i / count), 1),
-            round(cy - _RADIUS * math.cos(2 * math.pi * i / count), 1),
+            round(cx + _RADIUS[0] * math.sin(2 * math.pi * i / count), 1),
+            round(cy - _RADIUS[1] * math.cos(2 * math.pi * i / count), 1),
         )
         for i in range(count)
     ]
@@ -84,20 +86,31 @@ def _link(
     for (src, dst), rate, entry in (((a, b), sent[0], ab), ((b, a), sent[1], ba)):
         if rate is None:
             continue
-        x = round(src[0] + (dst[0] - src[0]) * 0.3, 1)
-        y = round(src[1] + (dst[1] - src[1]) * 0.3, 1)
+        x, y = _along(src, dst, 0.22)
         mark = " ▼" if entry and entry.get("degraded") else ""
         text = f"{round(rate)}{mark}"
-        width = 14 + 11 * len(text)
+        width = 12 + 9 * len(text)
         parts.append(
-            f'<rect x="{round(x - width / 2, 1)}" y="{round(y - 13, 1)}" width="{width}" height="26" rx="6" '
+            f'<rect x="{round(x - width / 2, 1)}" y="{round(y - 11, 1)}" width="{width}" height="22" rx="6" '
             f'fill="#ffffff" stroke="{COLOURS[quality(rate)]}" stroke-width="2"/>'
         )
         parts.append(
-            f'<text x="{x}" y="{round(y + 6, 1)}" font-size="17" text-anchor="middle" '
+            f'<text x="{x}" y="{round(y + 5, 1)}" font-size="15" text-anchor="middle" '
             f'fill="{COLOURS[quality(rate)]}">{escape(text)}</text>'
         )
     return parts
+
+
+def _along(src: tuple[float, float], dst: tuple[float, float], share: float) -> tuple[float, float]:
+    """The point `share` of the way along the visible part of a line between two boxes (centre to
+    centre, minus what the boxes cover), so that no label hides under an adapter."""
+    dx, dy = dst[0] - src[0], dst[1] - src[1]
+    inside = min(
+        (_NODE_W / 2 + 4) / abs(dx) if dx else math.inf,
+        (_NODE_H / 2 + 4) / abs(dy) if dy else math.inf,
+    )
+    t = inside + share * max(0.0, 1 - 2 * inside)
+    return round(src[0] + dx * t, 1), round(src[1] + dy * t, 1)
 
 
 def _node(device: dict[str, Any], at: tuple[float, float]) -> list[str]:
@@ -116,24 +129,22 @@ def _node(device: dict[str, Any], at: tuple[float, float]) -> list[str]:
         f'<rect x="{left}" y="{top}" width="{_NODE_W}" height="{_NODE_H}" rx="10" '
         f'fill="{"#e3f2fd" if router else "#f5f5f5"}" stroke="{"#1565c0" if router else "#616161"}" '
         f'stroke-width="{3 if router else 2}"{outline}/>',
-        f'<text x="{x}" y="{round(y - 4, 1)}" font-size="18" font-weight="bold" text-anchor="middle" '
+        f'<text x="{x}" y="{round(y - 4, 1)}" font-size="16" font-weight="bold" text-anchor="middle" '
         f'fill="#212121">{escape(_short(str(device["name"]), _MAX_LABEL))}</text>',
-        f'<text x="{x}" y="{round(y + 18, 1)}" font-size="14" text-anchor="middle" fill="#424242">'
-        f"{escape(_short(str(detail), _MAX_LABEL + 4))}</text>",
+        f'<text x="{x}" y="{round(y + 16, 1)}" font-size="13" text-anchor="middle" fill="#424242">'
+        f"{escape(_short(str(detail), _MAX_DETAIL))}</text>",
         "</g>",
     ]
 
 
 def _legend() -> list[str]:
-    y = HEIGHT - 18
-    parts = [
-        f'<text x="20" y="{y}" font-size="14" fill="#424242">Mbit/s sent by the nearer adapter:</text>',
-    ]
-    x = 272
-    for label, key in ((f"≥ {GOOD_RATE:.0f}", "good"), (f"≥ {FAIR_RATE:.0f}", "fair"), ("slower", "poor")):
-        parts.append(f'<rect x="{x}" y="{y - 12}" width="22" height="12" rx="2" fill="{COLOURS[key]}"/>')
-        parts.append(f'<text x="{x + 28}" y="{y}" font-size="14" fill="#424242">{escape(label)}</text>')
-        x += 100
+    y = HEIGHT - 14
+    parts = [f'<text x="16" y="{y}" font-size="14" fill="#424242">Mbit/s, sent by the nearer adapter</text>']
+    x = 268
+    for label, key in ((f"≥ {GOOD_RATE:.0f}", "good"), (f"≥ {FAIR_RATE:.0f}", "fair"), ("less", "poor")):
+        parts.append(f'<rect x="{x}" y="{y - 11}" width="18" height="12" rx="2" fill="{COLOURS[key]}"/>')
+        parts.append(f'<text x="{x + 23}" y="{y}" font-size="14" fill="#424242">{escape(label)}</text>')
+        x += 82
     parts.append(f'<text x="{x}" y="{y}" font-size="14" fill="#424242">▼ degraded</text>')
     return parts
 
