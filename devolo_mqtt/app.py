@@ -15,7 +15,7 @@ import structlog
 from zeroconf import InterfaceChoice, IPVersion
 from zeroconf.asyncio import AsyncZeroconf
 
-from devolo_mqtt import __version__, bridge_requests, heartbeat, inventory
+from devolo_mqtt import __version__, bridge_requests, heartbeat, inventory, memory
 from devolo_mqtt.changes import ChangeFilter
 from devolo_mqtt.device import DevoloClient
 from devolo_mqtt.errors import DuplicateInstanceError
@@ -208,6 +208,7 @@ class Bridge:
             if self._health_filter.should_publish(inventory.health_essence(health)):
                 self.publisher.health(health)
             heartbeat.write(self.settings.data_dir, connected=self.mqtt.connected.is_set())
+            memory.give_back()  # what start-up bursts and reconnects freed (glibc keeps it otherwise)
             if self.ha.listening and uptime >= self.settings.homeassistant.stale_grace:
                 keep = {f"devolo_{r.id}" for r in self.registry.runtimes.values()}
                 keep |= {f"devolo_{c.topic_id}" for c in self.settings.devices if c.topic_id}

@@ -90,7 +90,7 @@ class Publisher:
         """`bridge/health`."""
         self.mqtt.publish(self.topics.bridge_health, dumps(payload), retain=True)
 
-    def config(self, topic: str, text: str, *, force: bool = False) -> None:
+    def config(self, topic: str, text: str | bytes, *, force: bool = False) -> None:
         """A Home Assistant discovery config (retained, QoS 1; empty text removes it)."""
         self.mqtt.publish(topic, text, retain=True, qos=1, force=force)
 

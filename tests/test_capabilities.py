@@ -103,10 +103,10 @@ def test_ledger_publishes_only_changes_and_clears_removed() -> None:
     assert len(ledger.update("devolo_1", a)) == 2
     assert ledger.update("devolo_1", a) == []
     smaller = {"ha/switch/devolo_1/leds/config": {"name": "LEDs"}}
-    assert ledger.update("devolo_1", smaller) == [("ha/switch/devolo_1/locate/config", "")]
+    assert ledger.update("devolo_1", smaller) == [("ha/switch/devolo_1/locate/config", b"")]
     # A leftover of a node this run already published is stale at once; of an unknown node, remembered.
     assert ledger.found_on_broker("ha/sensor/devolo_1/old/config", json.dumps({"x": 1}).encode()) is True
     assert ledger.found_on_broker("ha/sensor/devolo_9/gone/config", b"{}") is False
     assert ledger.found_on_broker("ha/sensor/devolo_8/late/config", b"{}") is False
-    assert ledger.update("devolo_8", {}) == [("ha/sensor/devolo_8/late/config", "")]  # it showed up
+    assert ledger.update("devolo_8", {}) == [("ha/sensor/devolo_8/late/config", b"")]  # it showed up
     assert ledger.sweep({"devolo_1"}) == ["ha/sensor/devolo_9/gone/config"]
