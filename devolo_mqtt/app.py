@@ -156,7 +156,7 @@ class Bridge:
             hooks = SessionHooks(
                 on_connect=self._on_connect,
                 on_message=self.router.on_message,
-                farewell=self.registry.farewell,
+                farewell=lambda: [*self.registry.farewell(), *self.instance.farewell()],
                 subscriptions=self.router.subscriptions,
                 before_publishing=self.instance.check,
                 on_early_message=self.router.on_early_message,

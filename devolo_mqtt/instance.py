@@ -10,8 +10,9 @@ before that echo is the hello stored earlier; what arrives after it is live.
 - A stored hello from another run when reconnecting: another run connected while this one was away.
   With the same client id the two can never be connected together (each connection takes the other's
   session), so this is the only trace; the run that finds it stops.
-- A stored hello of another run at the first connection is the previous run's (stopped or crashed):
-  never an obstacle.
+- A stored hello of another run at the first connection is the previous run's (crashed, or still
+  running): never an obstacle in itself, but a running one answers within `listen` (0.5 s). A run that
+  stops cleanly clears its hello, so without a stored hello there is nobody to wait for.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import structlog
 
 from devolo_mqtt.errors import DuplicateInstanceError
 from devolo_mqtt.inbound import BadPayload, decode_json
-from devolo_mqtt.mqtt import Send
+from devolo_mqtt.mqtt import Outgoing, Send
 
 log = structlog.get_logger("devolo_mqtt.instance")
 
@@ -75,7 +76,9 @@ class InstanceGuard:
         try:
             async with asyncio.timeout(self._listen):
                 await self._echoed.wait()
-                if self._connections == 1:  # the first time, give a running bridge time to answer
+                # The first time, give a running bridge time to answer — if there is one to expect: a
+                # run leaves its hello retained while it runs (and clears it when it stops cleanly).
+                if self._connections == 1 and self._stored is not None:
                     await asyncio.shield(conflict)
         except TimeoutError:
             pass
@@ -108,6 +111,10 @@ class InstanceGuard:
             return
         log.warning("duplicate_instance_refused", other_host=other.host, other_run=other.run_id)
         self.answer(self.me.payload())  # it must hear of us to stop
+
+    def farewell(self) -> list[Outgoing]:
+        """At a clean stop: clear this run's retained hello, so the next run need not wait for an answer."""
+        return [Outgoing(self.topic, b"", 1, True)]
 
     async def watch(self) -> None:
         """Never return; raise DuplicateInstanceError once another active run is known."""

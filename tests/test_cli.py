@@ -19,7 +19,7 @@ import yaml
 from devolo_mqtt import __version__
 from devolo_mqtt.emulator.scenario import Scenario
 from tests.conftest import StartEmulator
-from tests.helpers import Broker, Probe, cli_config
+from tests.helpers import Broker, Probe, cli_config, retained
 
 WIFI_NEXT = "1000000000000002"
 CLI = [sys.executable, "-m", "devolo_mqtt"]
@@ -140,6 +140,9 @@ async def test_cli_run_sigterm_publishes_offline_and_exits_0(
     assert process.returncode == 0, output.decode()[-2000:]
     await probe.wait_for(f"{base_topic}/bridge/state", lambda m: m.payload == b"offline")
     await probe.wait_for(f"{base_topic}/{WIFI_NEXT}/availability", lambda m: m.payload == b"offline")
+    # A clean stop leaves no hello behind: the next run has no running bridge to wait for.
+    assert probe.on(f"{base_topic}/bridge/instance")[0].payload
+    assert await retained(broker.port, f"{base_topic}/bridge/instance", within=1.0) is None
     assert asked.returncode == 0
     snapshot = json.loads(snapshot_text)
     diagnosed = {d["serial"]: d for d in snapshot["devices"]}
