@@ -233,3 +233,18 @@ async def test_cli_emulate_is_controlled_at_run_time(
     finally:
         process.terminate()
         await process.wait()
+
+
+def test_cli_diagnostics_without_a_bridge_says_why_and_exits_1(broker: Broker, tmp_path: Path) -> None:
+    """No bridge on the base topic: exit 1 and a sentence naming the topic and broker, no traceback."""
+    path = cli_config(broker, "nobody-here", tmp_path)
+    done = subprocess.run(
+        [*CLI, "diagnostics", "--config", str(path), "--timeout", "1"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "no bridge answered on nobody-here/bridge/response/diagnostics" in done.stderr
+    assert f"127.0.0.1:{broker.port}" in done.stderr and "Traceback" not in done.stderr
