@@ -98,6 +98,7 @@ class Bridge:
                 map=self.publisher.network_map,
                 event=self.publisher.event,
                 networks_changed=self.ha.bridge,
+                forget=self.publisher.forget_network,
             ),
             watch=LinkWatch(s.data_dir / "plc_links.json"),
             measured=self.registry.network_measured,

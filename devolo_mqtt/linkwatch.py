@@ -98,6 +98,11 @@ class LinkWatch:
             return Changes(changes, [], [])
         return Changes(changes, sorted(now - before), sorted(before - now))
 
+    def forget(self, network: str) -> None:
+        """A network id no longer used (its links are kept: they are per MAC pair)."""
+        if self._members.pop(network, None) is not None:
+            self._store.save(self._dump())
+
     def _sample(self, src: str, dst: str, rate: float) -> LinkChange | None:
         link = self._links.setdefault((src, dst), _Link())
         median = link.median

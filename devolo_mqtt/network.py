@@ -70,7 +70,8 @@ class NetworkOutput:
     rates: Callable[[str, dict[str, Any]], None]  # (network id, matrix)
     map: Callable[[str, str], None]  # (network id, SVG)
     event: Callable[[str, dict[str, Json]], None]
-    networks_changed: Callable[[], None]  # a network was seen for the first time in this run
+    networks_changed: Callable[[], None]  # a network was seen for the first time, or is gone
+    forget: Callable[[str], None]  # a network id no longer used: clear its retained topics
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +185,7 @@ class NetworkMonitor:
         network_id = self._ids.resolve(macs, configured)
         if network_id not in self.networks:
             self.networks[network_id] = _Network()
+            self._retire_others(network_id, set(macs))
             self._out.networks_changed()
         network = self.networks[network_id]
         gone = network.macs - set(macs)
@@ -219,6 +221,22 @@ class NetworkMonitor:
         self._out.map(network_id, plcmap.render(matrix))  # unchanged pictures are not sent again
         self._measured(macs)
         return set(macs)
+
+    def _retire_others(self, network_id: str, macs: set[str]) -> None:
+        """A network seen under a new id: the same network known under another id (its configured name
+        became known when that device connected) is retired, not polled twice; members that moved
+        here leave their old network."""
+        for other_id, other in list(self.networks.items()):
+            if other_id == network_id or not other.macs & macs:
+                continue
+            if other.macs <= macs:
+                log.info("network_renamed", old=other_id, new=network_id)
+                del self.networks[other_id]
+                self._changes.pop(other_id, None)
+                self._watch.forget(other_id)
+                self._out.forget(other_id)
+            else:
+                other.macs -= macs
 
     def _tell(self, network_id: str, changes: Changes) -> None:
         """Events for links that degraded or recovered and for members that joined or left."""

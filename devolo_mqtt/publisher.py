@@ -99,6 +99,11 @@ class Publisher:
         """A PLC network's rate matrix (retained)."""
         self.mqtt.publish(self.topics.network_rates(network_id), dumps(matrix), retain=True)
 
+    def forget_network(self, network_id: str) -> None:
+        """Clear a retired network id's retained topics."""
+        for topic in (self.topics.network_rates(network_id), self.topics.network_map(network_id)):
+            self.mqtt.publish(topic, b"", retain=True)
+
     def network_map(self, network_id: str, svg: str) -> None:
         """A PLC network's picture (retained; an unchanged picture is not sent again)."""
         self.mqtt.publish(self.topics.network_map(network_id), svg, retain=True)

@@ -120,6 +120,7 @@ def test_network_monitor_events_matrix_flags_and_weakest(tmp_path: Path) -> None
             map=lambda network, svg: maps.append(svg),
             event=lambda kind, data: events.append((kind, data)),
             networks_changed=lambda: None,
+            forget=lambda network: None,
         ),
         watch=LinkWatch(tmp_path / "plc_links.json"),
         measured=lambda macs: None,
@@ -175,3 +176,42 @@ def test_ha_bridge_has_a_map_image_and_weakest_link_per_network() -> None:
     assert sensor["state_topic"] == sensor["json_attributes_topic"] == "devolo/network/home-net/rates"
     assert json.dumps(sensor).count("weakest") >= 3
     assert len(bridge_configs(ctx)) == 1  # no network yet: the connection entity only
+
+
+def test_network_monitor_a_network_renamed_is_polled_once_and_its_old_topics_cleared(tmp_path: Path) -> None:
+    """A network first measured under its derived id, then under its configured name (the device that
+    carries the name connected later): one network remains, the old id's topics are cleared and the
+    bridge's entities are rebuilt."""
+    configured: dict[str, str] = {}
+    forgotten: list[str] = []
+    changed: list[int] = []
+    monitor = NetworkMonitor(
+        interval=60,
+        ids=NetworkIds(tmp_path / "networks.json"),
+        members=list,
+        adapters={},
+        names=lambda mac: None,
+        configured_network=configured.get,
+        out=NetworkOutput(
+            rates=lambda network, matrix: None,
+            map=lambda network, svg: None,
+            event=lambda kind, data: None,
+            networks_changed=lambda: changed.append(len(monitor.networks)),
+            forget=forgotten.append,
+        ),
+        watch=LinkWatch(tmp_path / "plc_links.json"),
+        measured=lambda macs: None,
+        heartbeat=300,
+        clock=lambda: 0.0,
+    )
+
+    def overview(*members: str) -> None:
+        devices = tuple(PlcDevice(m, "", "Magic 2 LAN", "MT3001", m == A, False, "") for m in members)
+        monitor.take(Overview(devices, (PlcRate(members[0], members[1], 500.0, 500.0),)))
+
+    overview(A, B)
+    assert set(monitor.networks) == {"plc-00005e005301"}
+    configured[A] = "Home"
+    overview(A, B)
+    assert set(monitor.networks) == {"home"} and forgotten == ["plc-00005e005301"]
+    assert changed == [1, 1]  # Home Assistant's bridge entities rebuilt with one network each time

@@ -209,6 +209,7 @@ def test_network_monitor_ids_matrix_and_members_leaving(tmp_path: Path) -> None:
                 map=lambda network, svg: None,
                 event=lambda kind, data: None,
                 networks_changed=lambda: None,
+                forget=lambda network: None,
             ),
             watch=LinkWatch(tmp_path / "plc_links.json"),
             measured=measured.append,
