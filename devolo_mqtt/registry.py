@@ -139,8 +139,13 @@ class DeviceRegistry:
             clock=self._clock,
             guest_duration=self._guest_duration,
         )
+        supervision = self._supervise(runtime)
+        try:
+            self._group.create_task(supervision, name=f"devolo_mqtt[{device_id}]")
+        except RuntimeError:  # the bridge is stopping (its task group takes no new task): no new device
+            supervision.close()
+            return
         self.runtimes[device_id] = runtime
-        self._group.create_task(self._supervise(runtime), name=f"devolo_mqtt[{device_id}]")
         self.publish_inventory()
 
     async def _supervise(self, runtime: DeviceRuntime) -> None:
