@@ -218,9 +218,8 @@ class NetworkMonitor:
         changes = self._changes.setdefault(network_id, ChangeFilter(self._heartbeat, self._clock))
         if changes.should_publish({k: v for k, v in matrix.items() if k != "measured_at"}):
             self._out.rates(network_id, matrix)
-            self._out.map(
-                network_id, plcmap.render(matrix)
-            )  # drawn from what changed; the same picture is not sent again
+            # Drawn when the matrix changed (or at its heartbeat): the same picture is not sent again.
+            self._out.map(network_id, plcmap.render(matrix))
         self._measured(macs)
         return set(macs)
 
