@@ -15,11 +15,10 @@ from typing import Any
 
 import structlog
 
-from devolo_mqtt import plcmap
+from devolo_mqtt import plcmap, ratematrix
 from devolo_mqtt.adapter import AdapterRuntime
 from devolo_mqtt.capabilities import PLC_VIEW, round_rate
 from devolo_mqtt.changes import ChangeFilter
-from devolo_mqtt.clock import iso, utc_now
 from devolo_mqtt.errors import DevoloMqttError
 from devolo_mqtt.linkwatch import Changes, LinkWatch
 from devolo_mqtt.mac import display_mac
@@ -214,7 +213,14 @@ class NetworkMonitor:
         self._tell(
             network_id, self._watch.observe(network_id, macs, ((r.src, r.dst, r.tx) for r in overview.rates))
         )
-        matrix = self._matrix(network_id, overview, runtimes)
+        matrix = ratematrix.build(
+            network_id,
+            overview,
+            node_id=lambda mac: node.id if (node := runtimes.get(mac) or self._adapters.get(mac)) else None,
+            manageable=runtimes.keys(),
+            name_for=self.name_for,
+            degraded=self._watch.degraded,
+        )
         changes = self._changes.setdefault(network_id, ChangeFilter(self._heartbeat, self._clock))
         if changes.should_publish({k: v for k, v in matrix.items() if k != "measured_at"}):
             self._out.rates(network_id, matrix)
@@ -259,51 +265,6 @@ class NetworkMonitor:
                 self._out.event(
                     kind, {"network": network_id, "mac": display_mac(mac), "name": self.name_for(mac)}
                 )
-
-    def _matrix(
-        self, network_id: str, overview: Overview, runtimes: dict[str | None, DeviceRuntime]
-    ) -> dict[str, Any]:
-        devices: list[dict[str, Any]] = []
-        for d in overview.devices:
-            node = runtimes.get(d.mac) or self._adapters.get(d.mac)
-            devices.append(
-                {
-                    "mac": display_mac(d.mac),
-                    "id": node.id if node else None,
-                    "name": self.name_for(d.mac, d.name),
-                    "manageable": d.mac in runtimes,
-                    "attached_to_router": d.attached_to_router,
-                    "product": d.product or None,
-                }
-            )
-        rates: list[dict[str, Any]] = [
-            {
-                "from": display_mac(r.src),
-                "to": display_mac(r.dst),
-                "tx_rate": round_rate(r.tx),
-                "rx_rate": round_rate(r.rx),
-                "degraded": self._watch.degraded(r.src, r.dst),
-            }
-            for r in overview.rates
-        ]
-        weakest = min(
-            (r for r in overview.rates if r.tx > 0), key=lambda r: (r.tx, r.src, r.dst), default=None
-        )
-        return {
-            "network": network_id,
-            "measured_at": iso(utc_now()),
-            "devices": devices,
-            "rates": rates,
-            "weakest": None
-            if weakest is None
-            else {
-                "rate": round_rate(weakest.tx),
-                "from": display_mac(weakest.src),
-                "to": display_mac(weakest.dst),
-                "from_name": self.name_for(weakest.src),
-                "to_name": self.name_for(weakest.dst),
-            },
-        }
 
     def name_for(self, mac: str, overview_name: str = "") -> str:
         """Configured name, else the name set in the device (from its network's last overview), else

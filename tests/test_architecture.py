@@ -9,7 +9,18 @@ import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "devolo_mqtt"
-PURE = ("capabilities", "topics", "homeassistant", "model", "changes", "clock", "inbound", "mac")
+PURE = (
+    "capabilities",
+    "topics",
+    "homeassistant",
+    "model",
+    "changes",
+    "clock",
+    "inbound",
+    "mac",
+    "plcmap",
+    "ratematrix",
+)
 IO_LIBRARIES = ("devolo_plc_api", "httpx", "httpcore", "zeroconf", "aiomqtt", "paho")
 
 
