@@ -253,7 +253,8 @@ class DeviceRegistry:
         self._out.state(runtime.id, state, force=force)
 
     def source_read(self, runtime: DeviceRuntime, source: SourceKey[Any], value: Any) -> None:
-        """Station lists go to the WiFi tracker, neighbouring networks to their own topic."""
+        """Station lists go to the WiFi tracker, neighbouring networks to their own topic, the guest WiFi
+        to its QR code (when the user opted in)."""
         if source == capabilities.GUEST and self._settings.guest_wifi.publish_credentials:
             guest: GuestWifi = value
             self._out.guest_qr(runtime.id, guestqr.png(guest.ssid, guest.key))
