@@ -11,6 +11,7 @@ from typing import Any
 import aiomqtt
 
 from devolo_mqtt.errors import DevoloMqttError
+from devolo_mqtt.inbound import BadPayload, decode_json
 from devolo_mqtt.mqtt import tls_context
 from devolo_mqtt.settings import Settings
 from devolo_mqtt.topics import Topics
@@ -40,9 +41,7 @@ async def ask_bridge(settings: Settings, op: str, *, within: float = 10.0) -> di
             ) as client,
         ):
             await client.subscribe(topics.bridge_response(op), qos=1)
-            await client.publish(
-                topics.bridge_requests.replace("#", op), json.dumps({"transaction": transaction}), qos=1
-            )
+            await client.publish(topics.bridge_request(op), json.dumps({"transaction": transaction}), qos=1)
             async for message in client.messages:
                 answer = _decode(message.payload)
                 if answer.get("transaction") != transaction:
@@ -62,8 +61,11 @@ async def ask_bridge(settings: Settings, op: str, *, within: float = 10.0) -> di
 
 
 def _decode(payload: Any) -> dict[str, Any]:
+    """An answer as JSON (anyone can publish on the response topic: bounded, never raising)."""
     try:
-        value = json.loads(payload)
-    except (TypeError, ValueError):
+        value = decode_json(
+            payload if isinstance(payload, bytes) else str(payload).encode(), max_bytes=1 << 24
+        )
+    except BadPayload:
         return {}
     return value if isinstance(value, dict) else {}

@@ -64,6 +64,10 @@ class Topics:
         """Subscription for bridge requests."""
         return f"{self.base}/bridge/request/#"
 
+    def bridge_request(self, op: str) -> str:
+        """Where a request `<op>` is sent (by `devolo-mqtt diagnostics`, or anyone)."""
+        return f"{self.base}/bridge/request/{op}"
+
     def bridge_response(self, op: str) -> str:
         """Where the answer to `bridge/request/<op>` goes."""
         return f"{self.base}/bridge/response/{op}"
