@@ -5,8 +5,6 @@ resource closes it (each device's client its own HTTP connections)."""
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 from contextlib import AsyncExitStack
 from ipaddress import ip_address
 from typing import Any
@@ -17,6 +15,7 @@ from zeroconf.asyncio import AsyncZeroconf
 
 from devolo_mqtt import __version__, bridge_requests, heartbeat, inventory, memory
 from devolo_mqtt.changes import ChangeFilter
+from devolo_mqtt.clock import Clock, MonotonicClock
 from devolo_mqtt.device import DevoloClient
 from devolo_mqtt.errors import DuplicateInstanceError
 from devolo_mqtt.ha_publisher import HaPublisher
@@ -26,7 +25,7 @@ from devolo_mqtt.linkwatch import LinkWatch
 from devolo_mqtt.log import REDACTOR
 from devolo_mqtt.mac import display_mac
 from devolo_mqtt.mdns import Discovery
-from devolo_mqtt.mqtt import MqttSession, SessionHooks
+from devolo_mqtt.mqtt import MqttSession, Outgoing, SessionHooks
 from devolo_mqtt.names import MacNames
 from devolo_mqtt.network import NetworkIds, NetworkMonitor, NetworkOutput
 from devolo_mqtt.publisher import Publisher
@@ -44,9 +43,9 @@ log = structlog.get_logger("devolo_mqtt.app")
 class Bridge:
     """devolo devices ⇄ MQTT."""
 
-    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, settings: Settings, *, clock: Clock | None = None) -> None:
         self.settings = settings
-        self._clock = clock
+        self._clock = clock = clock or MonotonicClock()
         self._started = clock()
         REDACTOR.add_all(settings.secrets())
         s, ha = settings, settings.homeassistant
@@ -63,7 +62,7 @@ class Bridge:
         self.instance.answer = self.publisher.instance_hello
         self.ha = HaPublisher(
             self.publisher,
-            HaContext(self.topics, s.mqtt.instance_id, link_expire_after=int(s.polling.network * 3)),
+            HaContext(self.topics, s.mqtt.instance_id, link_expire_after=s.polling.link_expire_after),
             enabled=ha.enabled,
             # The monitor and the registry are built below (they publish through this).
             link_name=lambda mac: self.networks.name_for(mac),  # noqa: PLW0108
@@ -157,7 +156,7 @@ class Bridge:
             hooks = SessionHooks(
                 on_connect=self._on_connect,
                 on_message=self.router.on_message,
-                farewell=lambda: [*self.registry.farewell(), *self.instance.farewell()],
+                farewell=self._farewell,
                 subscriptions=self.router.subscriptions,
                 before_publishing=self.instance.check,
                 on_early_message=self.router.on_early_message,
@@ -175,6 +174,11 @@ class Bridge:
             if self.settings.discovery.enabled:
                 discovery = Discovery(zeroconf, self.registry.found, self.registry.gone, accept=self._adopted)
                 group.create_task(discovery.run(), name="devolo_mqtt.discovery")
+
+    def _farewell(self) -> list[Outgoing]:
+        """At shutdown: every command in hand answered (`bridge stopping`), then every device offline."""
+        self.registry.stop()
+        return [*self.registry.farewell(), *self.instance.farewell()]
 
     async def _watch_instances(self) -> None:
         try:

@@ -16,6 +16,11 @@ class ChangeFilter:
         self.last: dict[str, Json] | None = None
         self._last_at = 0.0
 
+    @property
+    def due_at(self) -> float:
+        """When the heartbeat wants the state again (never before a first publish)."""
+        return self._last_at + self._heartbeat if self.last is not None else float("inf")
+
     def should_publish(self, state: dict[str, Json], *, force: bool = False) -> bool:
         """Whether to publish `state` now; if so it becomes the last published one."""
         due = self._clock() - self._last_at >= self._heartbeat

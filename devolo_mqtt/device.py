@@ -24,7 +24,7 @@ from devolo_plc_api.exceptions import (
     DeviceUnavailable,
     FeatureNotSupported,
 )
-from devolo_plc_api.plcnet_api import LOCAL
+from devolo_plc_api.plcnet_api import DEVICES_WITHOUT_PLCNET, LOCAL
 from devolo_plc_api.plcnet_api.plcnetapi import PlcNetApi
 from google.protobuf.message import DecodeError
 from zeroconf.asyncio import AsyncZeroconf
@@ -86,14 +86,14 @@ class DevoloClient:
         self._connect_timeout = connect_timeout
         self._lock = asyncio.Lock()
         self._device: Device | None = None
-        self.identity: DeviceIdentity | None = None
         self.last_latency: float | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------------
-    async def connect(self) -> DeviceIdentity:
-        """Resolve the device over mDNS (unicast to its address first, as the library does)."""
-        if self._device is not None and self.identity is not None:
-            return self.identity
+    async def connect(self) -> None:
+        """Resolve the device over mDNS (unicast to its address first, as the library does). Returns when
+        either of its services answered: whether its identity is whole is `identity()`'s to say."""
+        if self._device is not None:
+            return
         device = Device(self.ip, zeroconf_instance=self._zeroconf)
         device.password = self._password
         try:
@@ -106,13 +106,11 @@ class DevoloClient:
             await _cancel_browser(device)
             raise
         self._device = device
-        self.identity = self._identity(device)
-        return self.identity
 
     async def close(self) -> None:
         """Stop the library's mDNS browser for this device and close its HTTP connections (the shared
         mDNS resources stay open)."""
-        device, self._device, self.identity = self._device, None, None
+        device, self._device = self._device, None
         if device is not None:
             await device.async_disconnect()
         await self._http.aclose()
@@ -122,19 +120,28 @@ class DevoloClient:
         """Installed firmware as announced over mDNS right now (updated live by the library)."""
         return self._device.firmware_version if self._device else ""
 
-    @staticmethod
-    def _identity(device: Device) -> DeviceIdentity:
-        features = frozenset(device.device.features) if device.device else frozenset()
+    def identity(self) -> DeviceIdentity | None:
+        """What the library's live mDNS view says now; None until the device API has answered (the
+        library's defaults — serial "0", no product — are never an identity). Its browser stays open
+        after the connect, so a service that answers late, new features or a new firmware show here."""
+        device = self._device
+        if device is None or device.device is None or device.serial_number in ("", "0"):
+            return None
         return DeviceIdentity(
             serial=device.serial_number,
             ip=device.ip,
             product=device.product,
             mt=device.mt_number,
-            features=features,
+            features=frozenset(device.device.features),
             mac=normalise_mac(device.mac) if device.plcnet and device.mac else None,
             firmware=device.firmware_version,
             hostname=device.hostname,
         )
+
+    def plc_pending(self) -> bool:
+        """Whether a PLC service is still to answer: every device has one except the repeaters."""
+        device = self._device
+        return device is not None and device.plcnet is None and device.mt_number not in DEVICES_WITHOUT_PLCNET
 
     # --- the one call path ---------------------------------------------------------------------------
     async def _call(self, what: str, fn: Callable[[], Awaitable[_T]], *, shared: bool = True) -> _T:

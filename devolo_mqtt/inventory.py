@@ -59,7 +59,7 @@ def device_entry(runtime: DeviceRuntime) -> Entry:
         name=runtime.name,
         manageable=True,
         online=runtime.online,
-        ip=runtime.ip,
+        ip=runtime.ip or None,
         serial=identity.serial if identity else None,
         model=identity.product if identity else None,
         mt=identity.mt if identity else None,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import random
 import socket
 import ssl
 from collections import deque
@@ -31,6 +32,11 @@ log = structlog.get_logger("devolo_mqtt.mqtt")
 _SHUTDOWN_SECONDS = 3.0  # for the farewell; past that the connection is dropped so the broker sends the Will
 _IN_FLIGHT = 64  # publishes awaiting their acknowledgement at once
 _MAX_HELD = 10_000  # messages held while the session starts
+# Answers and events published while the broker is away (or in flight when it went), kept for the next
+# connection: the newest this many (older ones are dropped and counted).
+MAX_KEPT = 1_000
+FAST_RETRY = 2.0  # seconds between connection attempts during the first minutes of an outage…
+FAST_RETRY_FOR = 600.0  # …this long: a broker that comes back is reached within seconds
 _SESSION_TAKEN_OVER = 142  # MQTT 5 DISCONNECT reason: another client connected with our client id
 
 
@@ -121,6 +127,7 @@ class MqttSession:
         self._subscribed: set[str] = set()  # what the (possibly persistent) broker session holds
         self.abandoned = False  # leaving without a farewell (another instance owns the topics)
         self._held: list[aiomqtt.Message] | None = None  # messages that arrived before `on_connect`
+        self._kept: deque[Outgoing] = deque()  # live-only messages waiting for the broker
 
     # --- the API the rest of the bridge uses ---------------------------------------------------------
     def publish(
@@ -149,12 +156,18 @@ class MqttSession:
             else:
                 self.retained.pop(topic, None)
         elif not self.connected.is_set():
-            self.counters.dropped += 1  # live-only messages (events, results) are not replayed
+            self._keep(message)  # answers and events wait for the broker (the newest MAX_KEPT)
             return
         try:
             self._queue.put_nowait(message)
         except asyncio.QueueFull:
             self.counters.dropped += 1
+
+    def _keep(self, message: Outgoing) -> None:
+        if len(self._kept) >= MAX_KEPT:
+            self._kept.popleft()
+            self.counters.dropped += 1
+        self._kept.append(message)
 
     def resubscribe(self) -> None:
         """`subscriptions()` changed: subscribe and unsubscribe on the live connection (or the next)."""
@@ -171,10 +184,13 @@ class MqttSession:
         """Connect and serve until cancelled; on cancellation say goodbye (retained offline states)."""
         self._hooks = hooks
         backoff = Backoff(self._settings.reconnect_min, self._settings.reconnect_max, jitter=0.2)
+        loop = asyncio.get_running_loop()
+        away_since: float | None = None
         while True:
             try:
                 async with self._client() as client:
                     backoff.reset()
+                    away_since = None
                     await self._serve(client)
             except aiomqtt.MqttError as err:
                 delay = backoff.next()
@@ -195,6 +211,11 @@ class MqttSession:
             else:
                 delay = backoff.next()
             self.connected.clear()
+            away_since = away_since if away_since is not None else loop.time()
+            if loop.time() - away_since < FAST_RETRY_FOR:
+                # A broker restart takes seconds: ask every few seconds at first (a TCP connect to a
+                # closed port costs it nothing), the slow back-off only for a broker that stays away.
+                delay = min(delay, FAST_RETRY * random.uniform(0.8, 1.2))
             await asyncio.sleep(delay)
 
     def _client(self) -> aiomqtt.Client:
@@ -250,7 +271,7 @@ class MqttSession:
 
             await self._hooks.before_publishing(send)
         # Everything retained goes out again: the broker may have lost it, or it changed meanwhile.
-        # Queued messages are stale: retained ones are in `self.retained`, live-only ones expired.
+        # Queued retained messages are in `self.retained`; queued answers and events are kept.
         self._drain_queue()
         self._hooks.on_connect()
         self._drain_queue()
@@ -259,7 +280,10 @@ class MqttSession:
         for incoming in held:  # e.g. commands the broker kept for our session while we were away
             self._handle(incoming)
         # The bridge's own state first: a subscriber arriving mid-replay must find it retained.
-        replay = deque(sorted(self.retained.values(), key=lambda m: m.topic != self._will_topic))
+        # Then the answers and events kept through the outage, then the rest.
+        retained = sorted(self.retained.values(), key=lambda m: m.topic != self._will_topic)
+        kept, self._kept = list(self._kept), deque()
+        replay = deque([*retained[:1], *kept, *retained[1:]])
         log.info("mqtt_connected", host=self._settings.host, port=self._settings.port, retained=len(replay))
         await self._pump_out(client, replay)
 
@@ -283,8 +307,11 @@ class MqttSession:
             self._subscribed.add(topic)
 
     def _drain_queue(self) -> None:
+        """Empty the queue; live-only messages in it are kept for the connection's replay."""
         while not self._queue.empty():
-            self._queue.get_nowait()
+            item = self._queue.get_nowait()
+            if isinstance(item, Outgoing) and not item.retain:
+                self._keep(item)
 
     async def _pump_out(self, client: aiomqtt.Client, replay: deque[Outgoing]) -> None:
         """Publish `replay`, then queued messages, several awaiting their acknowledgement at once.
@@ -303,7 +330,7 @@ class MqttSession:
                 await window.acquire()
                 task = asyncio.create_task(self._send(client, message), name="devolo_mqtt.mqtt.publish")
                 in_flight.add(task)
-                task.add_done_callback(functools.partial(self._sent, in_flight, window))
+                task.add_done_callback(functools.partial(self._sent, in_flight, window, message))
                 honour_cancellation()
         finally:
             for task in in_flight:
@@ -311,13 +338,20 @@ class MqttSession:
             await asyncio.gather(*in_flight, return_exceptions=True)
 
     def _sent(
-        self, in_flight: set[asyncio.Task[None]], window: asyncio.Semaphore, task: asyncio.Task[None]
+        self,
+        in_flight: set[asyncio.Task[None]],
+        window: asyncio.Semaphore,
+        message: Outgoing,
+        task: asyncio.Task[None],
     ) -> None:
         in_flight.discard(task)
         window.release()
-        if not task.cancelled() and task.exception() is not None:
-            self.counters.dropped += 1  # retained messages go out again after the reconnect this implies
-            log.debug("mqtt_publish_failed", error=str(task.exception()))
+        if task.cancelled() or task.exception() is not None:
+            # Retained messages go out again after the reconnect this implies; answers and events are
+            # kept for it (a QoS 0 message may then arrive twice: better than never).
+            if not message.retain:
+                self._keep(message)
+            log.debug("mqtt_publish_failed", error=None if task.cancelled() else str(task.exception()))
 
     async def _pump_in(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
@@ -359,10 +393,12 @@ class MqttSession:
             return  # a clean DISCONNECT (on leaving the client's context) suppresses the Will: silence
         try:
             async with asyncio.timeout(_SHUTDOWN_SECONDS):
-                for message in [Outgoing(self._will_topic, b"offline", 1, True), *self._hooks.farewell()]:
-                    await client.publish(
-                        message.topic, message.payload, qos=message.qos, retain=message.retain
-                    )
+                farewell = self._hooks.farewell()  # answers every command in hand: queued just now
+                self._drain_queue()
+                last = [*self._kept, Outgoing(self._will_topic, b"offline", 1, True), *farewell]
+                self._kept.clear()
+                for message in last:
+                    await self._send(client, message)
             log.info("mqtt_goodbye")
         except (TimeoutError, aiomqtt.MqttError) as err:
             log.warning("mqtt_goodbye_incomplete", error=str(err) or type(err).__name__)

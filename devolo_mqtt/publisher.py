@@ -112,9 +112,11 @@ class Publisher:
         """The QR code that joins an access point's guest WiFi (retained; empty bytes clear it)."""
         self.mqtt.publish(self.topics.guest_qr(device_id), png, retain=True)
 
-    def neighbors(self, device_id: str, payload: dict[str, Any]) -> None:
-        """The foreign WiFi networks an access point sees (retained)."""
-        self.mqtt.publish(self.topics.wifi_neighbors(device_id), dumps(payload), retain=True)
+    def neighbors(self, device_id: str, payload: dict[str, Any] | None) -> None:
+        """The foreign WiFi networks an access point sees (retained; None clears them)."""
+        self.mqtt.publish(
+            self.topics.wifi_neighbors(device_id), dumps(payload) if payload else b"", retain=True
+        )
 
     def client_list(self, ap: str, payload: dict[str, Any]) -> None:
         """An access point's WiFi clients (retained)."""

@@ -4,8 +4,8 @@ supervision, and what their life means on MQTT — the RuntimeHooks of every dev
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from dataclasses import asdict
+from datetime import timedelta
 from typing import Any, Literal
 
 import structlog
@@ -14,8 +14,7 @@ from devolo_mqtt import capabilities, commands, guestqr, inventory
 from devolo_mqtt.adapter import AdapterRuntime
 from devolo_mqtt.backoff import Backoff
 from devolo_mqtt.capabilities import SourceKey
-from devolo_mqtt.clock import utc_now
-from devolo_mqtt.device import DevoloClient
+from devolo_mqtt.clock import Clock, utc_now
 from devolo_mqtt.errors import DeviceRefusedError
 from devolo_mqtt.ha_publisher import HaPublisher, Node
 from devolo_mqtt.mdns import Found
@@ -24,15 +23,15 @@ from devolo_mqtt.mqtt import Outgoing
 from devolo_mqtt.names import MacNames
 from devolo_mqtt.network import NetworkMonitor
 from devolo_mqtt.publisher import Publisher
-from devolo_mqtt.runtime import DeviceRuntime
+from devolo_mqtt.runtime import ClientFactory, DeviceRuntime
 from devolo_mqtt.settings import DeviceConfig, Settings
-from devolo_mqtt.store import StoredInt
+from devolo_mqtt.store import JsonStore, StoredInt
 from devolo_mqtt.topics import device_id_problem
 from devolo_mqtt.wifi import WifiTracker
 
 log = structlog.get_logger("devolo_mqtt.registry")
 NAME_WAIT = 10.0  # seconds discovery of an unnamed PLC device waits for its network's overview
-ClientFactory = Callable[[str, str], DevoloClient]  # (ip, password) → the device's client
+REMEMBER_DAYS = 7  # a device no run has reached for this long is no longer expected at start
 
 
 class DeviceRegistry:
@@ -45,7 +44,7 @@ class DeviceRegistry:
         ha: HaPublisher,
         names: MacNames,
         *,
-        clock: Callable[[], float],
+        clock: Clock,
     ) -> None:
         self._settings = settings
         self._out = publisher
@@ -76,19 +75,50 @@ class DeviceRegistry:
         self._client_factory: ClientFactory | None = None
         self.networks: NetworkMonitor | None = None
         self.wifi: WifiTracker | None = None
+        # Devices earlier runs reached, with their last address: known (and commandable) from the first
+        # message on, before mDNS has found them again.
+        self._known = JsonStore(settings.data_dir / "devices.json")
+        self._remembered = _load_remembered(self._known.load())
+        self._expected()
 
     def attach(self, *, networks: NetworkMonitor, wifi: WifiTracker) -> None:
         """The parts that are built from this registry and that it feeds in turn."""
         self.networks, self.wifi = networks, wifi
 
+    def _expected(self) -> None:
+        """A runtime for every device configured by address and every device an earlier run reached:
+        commands for them wait for their connection instead of being refused as unknown."""
+        for config in self._configs:
+            if not config.enabled:
+                continue
+            if config.ip is not None:
+                remembered = self._remembered.get(f"ip-{config.ip}")
+                device_id = config.topic_id or (remembered or {}).get("id") or f"ip-{config.ip}"
+                self._add(device_id, str(config.ip), config)
+            elif config.topic_id is not None:  # by serial: connects once mDNS says where it is
+                self._add(
+                    config.topic_id, (self._remembered.get(config.topic_id) or {}).get("ip", ""), config
+                )
+        for device_id, entry in self._remembered.items():
+            if device_id.startswith("ip-") or device_id in self.runtimes:
+                continue
+            configured = next((c for c in self._configs if device_id in (c.topic_id, c.serial)), None)
+            if (configured is None or configured.enabled) and not self._id_problem(device_id, None):
+                self._add(device_id, entry["ip"], configured, serial=entry.get("serial"))
+
     def start(self, group: asyncio.TaskGroup, client_factory: ClientFactory) -> None:
-        """Adapters' discovery configs, then a runtime for every device configured by address."""
+        """Adapters' discovery configs, then every expected device's task."""
         self._group, self._client_factory = group, client_factory
         for adapter in self.adapters.values():
             self._ha.device(adapter)
-        for config in self._configs:
-            if config.enabled and config.ip is not None:
-                self._add(config.topic_id or f"ip-{config.ip}", str(config.ip), config)
+        for runtime in list(self.runtimes.values()):
+            self._start(runtime)
+        self.publish_inventory()
+
+    def stop(self) -> None:
+        """The bridge stops: every device answers the commands it holds (`bridge stopping`)."""
+        for runtime in self.runtimes.values():
+            runtime.abandon()
 
     def nodes(self) -> list[Node]:
         """Every device with a state topic."""
@@ -103,10 +133,7 @@ class DeviceRegistry:
         if config is not None and not config.enabled:
             return
         for runtime in self.runtimes.values():
-            serial = (
-                runtime.identity_.serial if runtime.identity_ else (runtime.config and runtime.config.serial)
-            )
-            if serial == found.serial:
+            if runtime.serial == found.serial:
                 runtime.move(found.ip)
                 return
             if runtime.ip == found.ip:
@@ -125,28 +152,43 @@ class DeviceRegistry:
             if runtime.identity_ and runtime.identity_.serial == serial:
                 runtime.vanished()
 
-    def _add(self, device_id: str, ip: str, config: DeviceConfig | None) -> None:
-        assert self._group is not None
-        assert self._client_factory is not None
+    def _add(
+        self, device_id: str, ip: str, config: DeviceConfig | None, *, serial: str | None = None
+    ) -> None:
         runtime = DeviceRuntime(
             device_id,
             ip,
             config,
             settings=self._settings,
-            client_factory=self._client_factory,
+            client_factory=self._client,
             hooks=self,
             executor=self._executor,
             clock=self._clock,
             guest_duration=self._guest_duration,
         )
+        runtime.serial_hint = (
+            serial or (config.serial if config else None) or (device_id if config is None else None)
+        )
+        self.runtimes[device_id] = runtime
+        if self._group is not None and not self._start(runtime):
+            del self.runtimes[device_id]
+            return
+        if self._group is not None:
+            self.publish_inventory()
+
+    def _client(self, ip: str, password: str) -> Any:
+        assert self._client_factory is not None, "devices are started by start()"
+        return self._client_factory(ip, password)
+
+    def _start(self, runtime: DeviceRuntime) -> bool:
+        assert self._group is not None
         supervision = self._supervise(runtime)
         try:
-            self._group.create_task(supervision, name=f"devolo_mqtt[{device_id}]")
+            self._group.create_task(supervision, name=f"devolo_mqtt[{runtime.id}]")
         except RuntimeError:  # the bridge is stopping (its task group takes no new task): no new device
             supervision.close()
-            return
-        self.runtimes[device_id] = runtime
-        self.publish_inventory()
+            return False
+        return True
 
     async def _supervise(self, runtime: DeviceRuntime) -> None:
         """The outermost per-device loop: the only place that catches any Exception."""
@@ -159,7 +201,6 @@ class DeviceRegistry:
                 refused = group.exceptions[0]  # type: ignore[assignment]
             except* Exception as group:
                 log.exception("device_task_crashed", device=runtime.id, errors=len(group.exceptions))
-                runtime.vanished()
             if refused is not None:
                 self.runtimes.pop(runtime.id, None)
                 self._refuse(refused.serial, runtime.ip, refused.reason)
@@ -198,8 +239,8 @@ class DeviceRegistry:
                 hint = " (give it an `id` in the config)" if runtime.config is not None else ""
                 raise DeviceRefusedError(serial, problem + hint)
             self._rename(runtime, serial)
-        if runtime.identity.supports("wifi1") and not self._settings.guest_wifi.publish_credentials:
-            self._out.guest_qr(runtime.id, b"")  # a code from a run that published credentials goes
+        self._remember(runtime)
+        self._features_known(runtime, changed=False)
         plc = runtime.identity.supports(PLCNET)
         if plc and self.networks is not None:
             self.networks.device_joined(runtime)  # its network's last overview: its name, if known
@@ -210,6 +251,41 @@ class DeviceRegistry:
         else:
             self._discover(runtime)
         self.publish_inventory()
+
+    def identity_changed(self, runtime: DeviceRuntime) -> None:
+        """The live mDNS view changed (a late PLC service, new features or product): entities follow."""
+        self._features_known(runtime, changed=True)
+        if runtime.identity.supports(PLCNET) and self.networks is not None:
+            self.networks.device_joined(runtime)
+        self._discover(runtime)
+        self.publish_inventory()
+
+    def _features_known(self, runtime: DeviceRuntime, *, changed: bool) -> None:
+        identity = runtime.identity
+        if changed and not identity.supports("wifi1"):
+            self._out.neighbors(runtime.id, None)  # an access point no more: its lists go
+        if (changed or identity.supports("wifi1")) and not (
+            identity.supports("wifi1") and self._settings.guest_wifi.publish_credentials
+        ):
+            self._out.guest_qr(runtime.id, b"")  # a code from a run that published credentials goes
+
+    def _remember(self, runtime: DeviceRuntime) -> None:
+        """Keep the device (id, serial, address) for the next run's first messages."""
+        identity = runtime.identity
+        entry = {
+            "id": runtime.id,
+            "ip": runtime.ip,
+            "serial": identity.serial,
+            "seen": utc_now().date().isoformat(),
+        }
+        key = (
+            f"ip-{runtime.config.ip}"
+            if runtime.config and runtime.config.ip and not runtime.config.topic_id
+            else runtime.id
+        )
+        if self._remembered.get(key) != entry:
+            self._remembered[key] = entry
+            self._known.save(self._remembered)
 
     def _discover(self, node: Node) -> None:
         """Discovery for a device, and for unnamed devices of the same product (their suffixes)."""
@@ -333,3 +409,19 @@ class DeviceRegistry:
         configs = [n.config for n in self.nodes() if n.identity_ is not None and n.identity_.mac == mac]
         configs += [c for c in self._settings.devices if c.mac == mac]
         return next((value for c in configs if c is not None and (value := getattr(c, attr))), None)
+
+
+def _load_remembered(loaded: object) -> dict[str, dict[str, str]]:
+    """The devices file, leniently: entries with an id and an address, seen within REMEMBER_DAYS."""
+    if not isinstance(loaded, dict):
+        return {}
+    oldest = (utc_now() - timedelta(days=REMEMBER_DAYS)).date().isoformat()
+    out: dict[str, dict[str, str]] = {}
+    for key, entry in loaded.items():
+        if not isinstance(entry, dict) or not all(
+            isinstance(entry.get(k), str) for k in ("id", "ip", "seen")
+        ):
+            continue
+        if entry["seen"] >= oldest and not device_id_problem(entry["id"]):
+            out[str(key)] = {k: str(v) for k, v in entry.items() if isinstance(v, str)}
+    return out

@@ -138,16 +138,13 @@ class Router:
             )
             if runtime is None:
                 raise CommandError(label, f"unknown device {device_id[:80]!r}")
-            runtime.commands.put_nowait(command)
+            runtime.submit(command)  # answered by the device, within its deadline
         except CommandError as err:
             self._answer(
                 device_id, command, commands.result_payload(command, err.key, "error", error=err.reason)
             )
             if runtime is not None:
                 runtime.publish_state(force=True)
-        except asyncio.QueueFull:
-            reason = "busy: too many queued commands for this device"
-            self._answer(device_id, command, commands.result_payload(command, label, "error", error=reason))
 
     def _answer(self, device_id: str, command: Command | None, payload: dict[str, Any]) -> None:
         response_topic, correlation = (

@@ -1,11 +1,14 @@
-"""One manageable device's life: connect, poll each source at its cadence, publish state on change,
-execute its commands one at a time, and go offline/online with one log line per transition.
+"""One manageable device as one actor: a single task that connects (until the device's identity is
+whole), then serves one inbox — commands, refreshes, moves, vanishings — between the due times of its
+sources, its offline probe, its locate expiry and its heartbeat. Every command is answered by it,
+within its deadline; nothing else ever talks to the device on the device's behalf but the network
+monitor's overview.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+from collections import deque
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,9 +20,8 @@ from devolo_mqtt import capabilities
 from devolo_mqtt.backoff import Backoff
 from devolo_mqtt.capabilities import Source, SourceKey, T
 from devolo_mqtt.changes import ChangeFilter
-from devolo_mqtt.clock import iso, utc_now
+from devolo_mqtt.clock import Clock, iso, utc_now
 from devolo_mqtt.commands import Command, Executor
-from devolo_mqtt.device import DevoloClient
 from devolo_mqtt.errors import (
     CommandError,
     DeviceAuthError,
@@ -29,19 +31,59 @@ from devolo_mqtt.errors import (
     UnsupportedError,
     reason_of,
 )
-from devolo_mqtt.model import DeviceIdentity, FirmwareCheck, Json
+from devolo_mqtt.model import DeviceIdentity, FirmwareCheck, Json, Overview
 from devolo_mqtt.settings import DeviceConfig, Settings
 from devolo_mqtt.store import StoredInt
-from devolo_mqtt.tasks import first_of, honour_cancellation
+from devolo_mqtt.tasks import honour_cancellation
 
 log = structlog.get_logger("devolo_mqtt.runtime")
 _FIRST_RETRY = 5.0
+MAX_QUEUED_COMMANDS = 100
+IDENTITY_CHECK = 5.0  # seconds between looks at the library's live mDNS view of the device
+_WHOLE_POLL = 0.25  # seconds between looks while an identity is being completed at connect
+
+
+class DeviceClient(capabilities.DeviceClient, Protocol):
+    """One device as the bridge talks to it (implemented by `device.DevoloClient`; tests use a fake)."""
+
+    ip: str
+    last_latency: float | None
+
+    @property
+    def firmware(self) -> str:
+        """Installed firmware as announced over mDNS right now."""
+        ...
+
+    async def connect(self) -> None:
+        """Reach the device over mDNS (either of its services); DeviceUnavailableError if none answers."""
+        ...
+
+    def identity(self) -> DeviceIdentity | None:
+        """What mDNS says now (None until the device API answered): live, never frozen."""
+        ...
+
+    def plc_pending(self) -> bool:
+        """Whether the device should have a PLC service that has not answered (yet)."""
+        ...
+
+    async def overview(self) -> Overview:
+        """The device's PLC network."""
+        ...
+
+    async def close(self) -> None:
+        """Stop browsing for the device and close its connections."""
+        ...
+
+
+ClientFactory = Callable[[str, str], DeviceClient]  # (ip, password) → the device's client
 
 
 class RuntimeHooks(Protocol):
     """What a device runtime tells the bridge."""
 
     def device_identified(self, runtime: DeviceRuntime) -> None: ...
+
+    def identity_changed(self, runtime: DeviceRuntime) -> None: ...
 
     def device_state(self, runtime: DeviceRuntime, state: dict[str, Json], *, force: bool) -> None: ...
 
@@ -62,6 +104,16 @@ class PollStats:
     errors: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    command: Command
+    deadline: float  # answered by then, whatever happens
+
+
+class _ReconnectError(Exception):
+    """Internal: connect again (the device moved, or it has no source to probe it with)."""
+
+
 class DeviceRuntime:
     """Everything the bridge knows and does about one manageable device."""
 
@@ -72,10 +124,10 @@ class DeviceRuntime:
         config: DeviceConfig | None,
         *,
         settings: Settings,
-        client_factory: Callable[[str, str], DevoloClient],
+        client_factory: ClientFactory,
         hooks: RuntimeHooks,
         executor: Executor,
-        clock: Callable[[], float],
+        clock: Clock,
         guest_duration: StoredInt,
     ) -> None:
         self.id = device_id
@@ -85,13 +137,16 @@ class DeviceRuntime:
         self.ip = ip
         self.config = config
         self._settings = settings
+        self._polling = settings.polling
         self._client_factory = client_factory
         self._hooks = hooks
         self._execute = executor
         self._clock = clock
-        self._client = client_factory(ip, settings.password_for(config))
+        self._client: DeviceClient = client_factory(ip, settings.password_for(config))
         self.identity_: DeviceIdentity | None = None
+        self.serial_hint: str | None = None  # the serial expected here (configured, or remembered)
         self.online: bool | None = None
+        self.connecting = True  # until the identity is whole (again, after a move)
         self.overview_name = ""
         self.stats = PollStats()
         self.last_seen: datetime | None = None
@@ -99,18 +154,19 @@ class DeviceRuntime:
         self._guest_duration = guest_duration
         self._data: dict[SourceKey[Any], Any] = {}
         self._unsupported: set[SourceKey[Any]] = set()  # sources the device said it cannot serve
-        self._retry_at = 0.0
-        # Offline: only one probe per back-off step (never longer than a state interval).
-        self._probe_backoff = Backoff(
-            _FIRST_RETRY, min(settings.polling.state, settings.polling.offline_retry_max)
-        )
-        self._published = ChangeFilter(settings.polling.heartbeat, clock)
+        self._due: dict[SourceKey[Any], float] = {}  # when each source is read next (while online)
+        self._probe_at = 0.0  # offline: when the device is tried again (one probe, not every source)
+        self._probe_backoff = Backoff(_FIRST_RETRY, min(self._polling.state, self._polling.offline_retry_max))
+        self._identity_at = 0.0
+        self._published = ChangeFilter(self._polling.heartbeat, clock)
         self._firmware_seen = ""
-        self._moved = asyncio.Event()
-        self._locate_changed = asyncio.Event()
-        self.commands: asyncio.Queue[Command] = asyncio.Queue(maxsize=100)
+        # The inbox: commands in arrival order, and the other messages as flags (they coalesce).
+        self._commands: deque[_Pending] = deque()
+        self._running: _Pending | None = None
         self._refresh_wanted: set[SourceKey[Any]] = set()
-        self._refresh_due = asyncio.Event()
+        self._moved_to: str | None = None
+        self._vanished = False
+        self._wake = asyncio.Event()
         self._log = log.bind(device=device_id, ip=ip)
 
     # --- what capabilities read (capabilities.Target) ------------------------------------------------
@@ -121,7 +177,12 @@ class DeviceRuntime:
         return self.identity_
 
     @property
-    def client(self) -> DevoloClient:
+    def serial(self) -> str | None:
+        """The device's serial: as it identified itself, else as expected."""
+        return self.identity_.serial if self.identity_ else self.serial_hint
+
+    @property
+    def client(self) -> DeviceClient:
         """The device's client."""
         return self._client
 
@@ -143,7 +204,7 @@ class DeviceRuntime:
     @locate_until.setter
     def locate_until(self, value: float) -> None:
         self._locate_until = value
-        self._locate_changed.set()
+        self._wake.set()
 
     @property
     def unsupported_sources(self) -> list[str]:
@@ -181,108 +242,112 @@ class DeviceRuntime:
         """Whether the device has a name of its own (configured or set in the device)."""
         return bool((self.config and self.config.name) or self.overview_name)
 
-    def request_refresh(self, sources: Collection[SourceKey[Any]] | None = None) -> None:
-        """Read these sources (all when None) soon; requests coalesce until the read starts."""
-        self._refresh_wanted.update(sources or (s.key for s in capabilities.SOURCES))
-        self._refresh_due.set()
-
     def renamed(self, device_id: str) -> None:
         """The id became final (a device configured by address only): log under it from now on."""
         self.id, self.provisional = device_id, False
         self._log = log.bind(device=device_id, ip=self.ip)
         structlog.contextvars.bind_contextvars(device=device_id)
 
-    async def refresh(self, sources: Collection[SourceKey[Any]] | None = None) -> dict[str, str]:
-        """Read sources now (all of them when None) and publish the result; the sources that failed,
-        with why. Raises when the device is unreachable, or when every source asked for failed."""
-        if self.identity_ is None:
-            raise DeviceUnavailableError(self.id, "not connected yet")
-        wanted = [
-            s
-            for s in capabilities.sources_for(self.identity_)
-            if (sources is None or s.key in sources) and s.key not in self._unsupported
-        ]
-        failed: dict[str, str] = {}
-        last: DevoloMqttError | None = None
-        for source in wanted:
-            try:
-                await self._poll(source, force=True, raise_errors=True)
-            except DeviceUnavailableError:
-                raise
-            except DevoloMqttError as err:
-                failed[source.name], last = reason_of(err), err
-        self.publish_state(force=True)
-        if last is not None and len(failed) == len(wanted):
-            raise last
-        return failed
+    # --- the inbox (what others ask; every call returns at once) -------------------------------------
+    def submit(self, command: Command) -> None:
+        """A command from MQTT: answered by this device's task within its deadline, or at once when
+        the device is known to be offline or too many commands wait."""
+        if self.online is False and not self.connecting:
+            self._execute.refuse(self.id, command, "device offline", self._subset(command))
+        elif len(self._commands) >= MAX_QUEUED_COMMANDS:
+            self._execute.refuse(self.id, command, "busy: too many queued commands for this device")
+        else:
+            # Still connecting: wait for the connection too (its timeout), then for the request itself.
+            wait = self._polling.connect_timeout if self.connecting else 0.0
+            self._commands.append(_Pending(command, self._clock() + wait + self._polling.request_timeout))
+            self._wake.set()
 
-    # --- life ----------------------------------------------------------------------------------------
-    async def run(self) -> None:
-        """Serve commands and keep the device connected and polled until cancelled."""
-        structlog.contextvars.bind_contextvars(device=self.id)
-        async with asyncio.TaskGroup() as group:
-            group.create_task(self._command_worker(), name=f"devolo_mqtt[{self.id}].commands")
-            group.create_task(self._refresh_worker(), name=f"devolo_mqtt[{self.id}].refresh")
-            group.create_task(self._lifecycle(), name=f"devolo_mqtt[{self.id}].lifecycle")
+    def request_refresh(self, sources: Collection[SourceKey[Any]] | None = None) -> None:
+        """Read these sources (all when None) soon; requests coalesce until the read starts. Ignored
+        while the device is offline (its probe reads everything when it is back)."""
+        if self.online:
+            self._refresh_wanted.update(sources or (s.key for s in capabilities.SOURCES))
+            self._wake.set()
 
     def move(self, ip: str) -> None:
         """The device showed up at another address (DHCP): reconnect there."""
         if ip != self.ip:
-            self._log.info("device_moved", new_ip=ip)
-            self.ip = ip
-            self._moved.set()
+            self._moved_to = ip
+            self._wake.set()
 
     def vanished(self) -> None:
         """mDNS says the device left: offline until it answers again (never silently forgotten)."""
-        self._set_online(False, "left mDNS")
+        self._vanished = True
+        self._wake.set()
 
-    async def _lifecycle(self) -> None:
-        while True:
-            self._moved.clear()
-            self._client = self._client_factory(self.ip, self._settings.password_for(self.config))
-            try:
-                await self._connect()
-                honour_cancellation()  # zeroconf's waits can swallow a cancellation on Python 3.11
-                # Serve until the device moves. (Not a TaskGroup child raising "moved": on Python 3.11
-                # a TaskGroup aborted by a child leaves its parent task marked as cancelling.)
-                await first_of(self._serve_connected(), self._moved.wait(), name=f"devolo_mqtt[{self.id}]")
-            except _DeviceMovedError:
-                pass
-            finally:
-                await self._client.close()
+    def abandon(self) -> None:
+        """The bridge stops: every command in hand is answered now, none is left to a dead task."""
+        pending = [*([self._running] if self._running else []), *self._commands]
+        self._commands.clear()
+        self._running = None
+        for item in pending:
+            self._execute.refuse(self.id, item.command, "bridge stopping")
 
-    async def _serve_connected(self) -> None:
-        # The state poll's sources first and published at once (at start-up 200 devices queue for
-        # the shared request slots: users see LEDs and guest WiFi seconds earlier), then the slower
-        # ones (firmware check, WiFi clients, neighbours, last restart) in one more state.
-        sources = capabilities.sources_for(self.identity)
-        state_cadence = self._settings.polling.state
-        first = [s for s in sources if s.interval(self._settings.polling) <= state_cadence]
-        for source in first:
-            await self._poll(source, force=True)
-        self.publish_state(force=True)
-        for source in sources:
-            if source not in first:
-                await self._poll(source, force=True)
-        self.publish_state()
-        async with asyncio.TaskGroup() as group:
-            for source in capabilities.sources_for(self.identity):
-                group.create_task(self._poller(source), name=f"devolo_mqtt[{self.id}].poll.{source.name}")
-            group.create_task(self._locate_watch(), name=f"devolo_mqtt[{self.id}].locate")
+    # --- life ----------------------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Connect, serve, reconnect after a move, until cancelled."""
+        structlog.contextvars.bind_contextvars(device=self.id)
+        try:
+            while True:
+                try:
+                    await self._connect()
+                    await self._serve()
+                except _ReconnectError:
+                    pass
+                finally:
+                    await self._client.close()
+                self._client = self._client_factory(self.ip, self._settings.password_for(self.config))
+        except asyncio.CancelledError:
+            self.abandon()
+            raise
 
     async def _connect(self) -> None:
-        backoff = Backoff(_FIRST_RETRY, self._settings.polling.offline_retry_max)
+        """Until the device answers with a whole identity: a real serial, its device API, its PLC
+        service when it has one. Commands meanwhile wait (up to their deadline)."""
+        self.connecting = True
+        if not self.ip:  # configured by serial, not found yet: mDNS will say where (a move)
+            await self._idle_until(float("inf"))
+        backoff = Backoff(_FIRST_RETRY, self._polling.offline_retry_max)
         while True:
             try:
-                identity = await self._client.connect()
-                break
+                await self._client.connect()
+                identity = await self._whole_identity()
             except DeviceUnavailableError as err:
-                self._set_online(False, err.reason)
-                await self._sleep_or_moved(backoff.next())
+                reason = err.reason
+            else:
+                if identity is not None:
+                    break
+                reason = "mDNS answered without the device API"
+            self._set_online(False, reason)
+            await self._client.close()  # a new browse: the library asks a few times only
+            await self._idle_until(self._clock() + backoff.next())
+            self._client = self._client_factory(self.ip, self._settings.password_for(self.config))
+        self._adopt(identity)
+
+    async def _whole_identity(self) -> DeviceIdentity | None:
+        """The identity once whole; a PLC service that stays silent longer than the connect timeout is
+        left to the live view (its entities appear when it answers). None: no device API."""
+        give_up = self._clock() + self._polling.connect_timeout
+        while True:
+            identity = self._client.identity()
+            if identity is not None and (not self._client.plc_pending() or self._clock() >= give_up):
+                return identity
+            if self._clock() >= give_up:
+                return None
+            await self._idle_until(min(give_up, self._clock() + _WHOLE_POLL))
+
+    def _adopt(self, identity: DeviceIdentity) -> None:
         known = self.identity_ is not None
         self.identity_ = identity
         self._firmware_seen = identity.firmware
+        self._identity_at = self._clock() + IDENTITY_CHECK
         self._hooks.device_identified(self)  # may rename (or refuse) the device: before anything else
+        self.connecting = False
         (self._log.info if known else self._log.debug)(
             "device_reconnected" if known else "device_connected",
             serial=identity.serial,
@@ -291,29 +356,147 @@ class DeviceRuntime:
         )
         self._set_online(True)
 
-    async def _sleep_or_moved(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self._moved.wait()
-        if self._moved.is_set():
-            raise _DeviceMovedError
+    async def _idle_until(self, deadline: float) -> None:
+        """Wait while connecting: moves interrupt, commands past their deadline are answered."""
+        while self._clock() < deadline:
+            self._wake.clear()
+            self._take_moves()
+            self._vanished = False  # not connected: nothing to take offline
+            self._refresh_wanted.clear()
+            self._expire_commands("device not connected yet")
+            await self._clock.wait(self._wake, min(deadline, self._next_command_deadline()))
+        self._take_moves()
 
-    async def _poller(self, source: Source) -> None:
-        interval = source.interval(self._settings.polling)
-        # A source whose last read failed is tried again at the state cadence, not after its own
-        # (possibly six-hour) interval: one timed-out firmware check must not hide updates for hours.
-        retry = min(interval, self._settings.polling.state)
-        wait = interval if source.key in self._data else retry
-        while source.key not in self._unsupported:
-            await asyncio.sleep(wait)
-            wait = interval if await self._poll(source) else retry
+    async def _serve(self) -> None:
+        """The connected loop: one thing at a time, commands first."""
+        self._schedule_all(self._clock())
+        first = True
+        while True:
+            self._wake.clear()
+            self._take_moves()
+            if self._vanished:
+                self._vanished = False
+                self._set_online(False, "left mDNS")
+            self._check_identity()
+            if self._commands:
+                await self._run_command(self._commands.popleft())
+            elif self._refresh_wanted and self.online:
+                wanted, self._refresh_wanted = self._refresh_wanted, set()
+                try:
+                    await self.refresh(wanted)
+                except DevoloMqttError as err:
+                    self._log.info("refresh_failed", error=str(err))
+            elif (due := self._due_sources()) or (self.online is False and self._clock() >= self._probe_at):
+                if not due and not (due := self._probe_sources()):
+                    raise _ReconnectError  # offline and nothing to probe with: only a connect tells
+                await self._poll_round(due, first=first)
+                first = False
+            else:
+                self.publish_state()  # the locate expiry or the heartbeat, if either is due
+                await self._clock.wait(self._wake, self._next_wake())
             honour_cancellation()
-            self.publish_state()
 
-    async def _poll(self, source: Source, *, force: bool = False, raise_errors: bool = False) -> bool:
-        """Read one source; whether it succeeded."""
-        if not force and self.online is False and self._clock() < self._retry_at:
-            return False  # offline: only the first poller after the back-off probes the device
+    def _take_moves(self) -> None:
+        if self._moved_to is not None:
+            ip, self._moved_to = self._moved_to, None
+            self._log.info("device_moved", new_ip=ip)
+            self.ip = ip
+            raise _ReconnectError
+
+    # --- commands ------------------------------------------------------------------------------------
+    async def _run_command(self, pending: _Pending) -> None:
+        budget = pending.deadline - self._clock()
+        if budget <= 0:
+            self._execute.refuse(self.id, pending.command, "timed out waiting for the device")
+            return
+        if self.online is False:
+            self._execute.refuse(self.id, pending.command, "device offline", self._subset(pending.command))
+            return
+        structlog.contextvars.bind_contextvars(device=self.id)
+        self._running = pending
+        try:
+            unavailable = await self._execute(self, pending.command, budget=budget)
+        finally:
+            self._running = None
+        if unavailable is not None:
+            self._set_online(False, unavailable.reason)
+
+    def _expire_commands(self, reason: str) -> None:
+        now = self._clock()
+        for pending in [p for p in self._commands if p.deadline <= now]:
+            self._commands.remove(pending)
+            self._execute.refuse(self.id, pending.command, reason)
+
+    def _next_command_deadline(self) -> float:
+        return min((p.deadline for p in self._commands), default=float("inf"))
+
+    def _subset(self, command: Command) -> dict[str, Json]:
+        state = self.current_state()
+        return {k: state[k] for k in command.values if k in state}
+
+    # --- sources -------------------------------------------------------------------------------------
+    def _sources(self) -> list[Source]:
+        if self.identity_ is None:
+            return []
+        return [s for s in capabilities.sources_for(self.identity_) if s.key not in self._unsupported]
+
+    def _schedule_all(self, at: float) -> None:
+        self._due = {s.key: at for s in self._sources()}
+
+    def _due_sources(self) -> list[Source]:
+        if not self.online:
+            return []
+        now = self._clock()
+        due = [s for s in self._sources() if self._due.setdefault(s.key, now) <= now]
+        # The state's sources first (users see LEDs and guest WiFi first), then the slower ones.
+        return sorted(due, key=lambda s: s.interval(self._polling))
+
+    def _probe_sources(self) -> list[Source]:
+        """Offline: one source tells whether the device is back (the fastest one)."""
+        sources = sorted(self._sources(), key=lambda s: s.interval(self._polling))
+        return sources[:1]
+
+    def _next_wake(self) -> float:
+        now = self._clock()
+        times = [self._identity_at, self._next_command_deadline()]
+        if self.online:
+            times += self._due.values()
+            times.append(self._published.due_at)
+        elif self.online is False:
+            times.append(self._probe_at)
+        if self._locate_until > now:
+            times.append(self._locate_until)
+        return min(times)
+
+    async def _poll_round(self, sources: list[Source], *, first: bool) -> None:
+        """Read the given sources one by one (a command that arrives meanwhile goes first), then
+        publish the state once."""
+        state_cadence = self._polling.state
+        intervals = [s.interval(self._polling) for s in sources]
+        for index, source in enumerate(sources):
+            if self._commands or (self.online is False and index > 0):
+                break  # commands first; an offline device is not asked again in this round
+            was_offline = self.online is False
+            await self._poll(source)
+            if was_offline and self.online:
+                self._schedule_all(self._clock())  # back: everything is read again now
+                return
+            later = intervals[index + 1] if index + 1 < len(intervals) else None
+            if first and later is not None and intervals[index] <= state_cadence < later:
+                self.publish_state(force=True)  # the state's sources are in: publish before the slow ones
+        self.publish_state(force=first)
+
+    async def _poll(self, source: Source) -> bool:
+        """Read one source now and schedule its next read; whether it succeeded."""
+        interval = source.interval(self._polling)
+        # A failed read is tried again at the state cadence, not after its own (possibly six-hour)
+        # interval: one timed-out firmware check must not hide updates for hours.
+        retry = min(interval, self._polling.state)
+        ok = await self._read(source)
+        self._due[source.key] = self._clock() + (interval if ok else retry)
+        return ok
+
+    async def _read(self, source: Source, *, raise_errors: bool = False) -> bool:
         try:
             value = await source.read(self._client)
         except DeviceUnavailableError as err:
@@ -324,6 +507,7 @@ class DeviceRuntime:
         except UnsupportedError:
             if source.key not in self._unsupported:
                 self._unsupported.add(source.key)  # asked no more; not an error of the device
+                self._due.pop(source.key, None)
                 self._log.info("source_unsupported", source=source.name)
             self._set_online(True)
             return True
@@ -332,6 +516,12 @@ class DeviceRuntime:
             self._set_online(True)  # it answered: reachable, just unhappy
             if raise_errors:
                 raise
+            return False
+        except Exception as err:  # a bug in a read costs this read, never the device
+            self._log.exception("source_failed", source=source.name)
+            self._note_error(source.name, f"internal error: {type(err).__name__}")
+            if raise_errors:
+                raise DeviceProtocolError(self.id, f"{source.name}: internal error") from err
             return False
         last = self._data.get(source.key)
         self._data[source.key] = source.merge(last, value) if source.merge and last is not None else value
@@ -344,35 +534,49 @@ class DeviceRuntime:
             self.stats.latency_ms = round(self._client.last_latency * 1000, 1)
         return True
 
-    async def _locate_watch(self) -> None:
-        while True:
-            await self._locate_changed.wait()
-            self._locate_changed.clear()
-            remaining = self.locate_until - self._clock()
-            if remaining > 0:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(remaining):
-                        await self._locate_changed.wait()
-                self.publish_state()
-
-    async def _command_worker(self) -> None:
-        while True:
-            command = await self.commands.get()
-            structlog.contextvars.bind_contextvars(device=self.id)
-            await self._execute(self, command)
-            honour_cancellation()
-
-    async def _refresh_worker(self) -> None:
-        while True:
-            await self._refresh_due.wait()
-            self._refresh_due.clear()
-            wanted, self._refresh_wanted = self._refresh_wanted, set()
-            structlog.contextvars.bind_contextvars(device=self.id)
+    async def refresh(self, sources: Collection[SourceKey[Any]] | None = None) -> dict[str, str]:
+        """Read sources now (all of them when None) and publish the result; the sources that failed,
+        with why. Raises when the device is unreachable, or when every source asked for failed."""
+        if self.identity_ is None or self.online is False:
+            raise DeviceUnavailableError(self.id, "offline")
+        wanted = [s for s in self._sources() if sources is None or s.key in sources]
+        failed: dict[str, str] = {}
+        last: DevoloMqttError | None = None
+        for source in wanted:
             try:
-                await self.refresh(wanted)
+                await self._read(source, raise_errors=True)
+            except DeviceUnavailableError:
+                raise
             except DevoloMqttError as err:
-                self._log.info("refresh_failed", error=str(err))
-            honour_cancellation()
+                failed[source.name], last = reason_of(err), err
+            self._due[source.key] = self._clock() + source.interval(self._polling)
+        self.publish_state(force=True)
+        if last is not None and len(failed) == len(wanted):
+            raise last
+        return failed
+
+    # --- identity ------------------------------------------------------------------------------------
+    def _check_identity(self) -> None:
+        """Follow the library's live mDNS view: a late service, new features, product or firmware."""
+        if self._clock() < self._identity_at or self.identity_ is None:
+            return
+        self._identity_at = self._clock() + IDENTITY_CHECK
+        live = self._client.identity()
+        if live is None or live == self.identity_:
+            return
+        before, self.identity_ = self.identity_, live
+        if live.serial != before.serial:
+            self._log.warning("device_serial_changed", serial=live.serial, before=before.serial)
+        changed = sorted(
+            f for f in ("features", "mac", "product", "mt", "ip") if getattr(live, f) != getattr(before, f)
+        )
+        if not changed:
+            return  # the firmware alone: `publish_state` notices it
+        self._log.info("device_identity_changed", changed=changed)
+        for source in self._sources():
+            self._due.setdefault(source.key, self._clock())  # new sources are read now
+        self._hooks.identity_changed(self)
+        self.publish_state(force=True)
 
     # --- state and transitions -----------------------------------------------------------------------
     def current_state(self) -> dict[str, Json]:
@@ -383,7 +587,7 @@ class DeviceRuntime:
 
     def publish_state(self, *, force: bool = False) -> None:
         """Publish when a value changed, when forced, or at the heartbeat."""
-        if self.identity_ is None:
+        if self.identity_ is None or self.connecting:
             return
         if self.firmware != self._firmware_seen:
             self._firmware_seen = self.firmware
@@ -406,8 +610,9 @@ class DeviceRuntime:
         if online:
             self._probe_backoff.reset()
         else:
-            self._retry_at = self._clock() + self._probe_backoff.next()
+            self._probe_at = self._clock() + self._probe_backoff.next()
             self.stats.last_error = reason
+            self._refresh_wanted.clear()
         if self.online is online:
             return
         before, self.online = self.online, online
@@ -419,6 +624,10 @@ class DeviceRuntime:
             (self._log.info if expected else self._log.warning)(
                 "device_unavailable", reason=reason, standby_expected=expected
             )
+            for pending in list(self._commands):  # known offline: waiting commands are answered now
+                if not self.connecting:
+                    self._commands.remove(pending)
+                    self._execute.refuse(self.id, pending.command, "device offline")
         if self.provisional:
             return  # nothing is published under an id that is not final
         if online:
@@ -436,7 +645,3 @@ class DeviceRuntime:
     def _clear_error(self, source: str) -> None:
         if self.stats.errors.pop(source, None) is not None:
             self._log.info("device_error_cleared", source=source)
-
-
-class _DeviceMovedError(Exception):
-    """Internal: the device's address changed; reconnect."""

@@ -159,6 +159,15 @@ class PollingSettings(_Section):
     offline_retry_max: Annotated[float, Field(gt=0)] = 300.0
 
 
+    @property
+    def link_expire_after(self) -> int:
+        """`expire_after` of the PLC rate sensors: longer than the widest gap between two state messages
+        of a reachable device (an unchanged state comes at the heartbeat; a device is asked after a round
+        of slow requests at worst; an adapter without API is published with its network's overview),
+        and at least three network rounds (a link not measured for that long goes unavailable)."""
+        gap = self.heartbeat + self.network + 3 * self.request_timeout
+        return int(max(3 * self.network, gap) + 1)
+
 class HomeAssistantSettings(_Section):
     """Home Assistant MQTT discovery."""
 
