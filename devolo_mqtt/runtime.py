@@ -142,7 +142,7 @@ class DeviceRuntime:
         self._hooks = hooks
         self._execute = executor
         self._clock = clock
-        self._client: DeviceClient = client_factory(ip, settings.password_for(config))
+        self._client_or_none: DeviceClient | None = None  # made when the task starts (shared resources)
         self.identity_: DeviceIdentity | None = None
         self.serial_hint: str | None = None  # the serial expected here (configured, or remembered)
         self.online: bool | None = None
@@ -182,6 +182,11 @@ class DeviceRuntime:
         return self.identity_.serial if self.identity_ else self.serial_hint
 
     @property
+    def _client(self) -> DeviceClient:
+        assert self._client_or_none is not None, "the device's task makes its client"
+        return self._client_or_none
+
+    @property
     def client(self) -> DeviceClient:
         """The device's client."""
         return self._client
@@ -189,7 +194,8 @@ class DeviceRuntime:
     @property
     def firmware(self) -> str:
         """Firmware as announced over mDNS now."""
-        return self._client.firmware or (self.identity_.firmware if self.identity_ else "")
+        live = self._client_or_none.firmware if self._client_or_none else ""
+        return live or (self.identity_.firmware if self.identity_ else "")
 
     @property
     def now(self) -> float:
@@ -294,6 +300,7 @@ class DeviceRuntime:
         structlog.contextvars.bind_contextvars(device=self.id)
         try:
             while True:
+                self._client_or_none = self._new_client()
                 try:
                     await self._connect()
                     await self._serve()
@@ -301,7 +308,6 @@ class DeviceRuntime:
                     pass
                 finally:
                     await self._client.close()
-                self._client = self._client_factory(self.ip, self._settings.password_for(self.config))
         except asyncio.CancelledError:
             self.abandon()
             raise
@@ -326,8 +332,11 @@ class DeviceRuntime:
             self._set_online(False, reason)
             await self._client.close()  # a new browse: the library asks a few times only
             await self._idle_until(self._clock() + backoff.next())
-            self._client = self._client_factory(self.ip, self._settings.password_for(self.config))
+            self._client_or_none = self._new_client()
         self._adopt(identity)
+
+    def _new_client(self) -> DeviceClient:
+        return self._client_factory(self.ip, self._settings.password_for(self.config))
 
     async def _whole_identity(self) -> DeviceIdentity | None:
         """The identity once whole; a PLC service that stays silent longer than the connect timeout is

@@ -158,7 +158,6 @@ class PollingSettings(_Section):
     max_concurrency: Annotated[int, Field(ge=1, le=512)] = 16
     offline_retry_max: Annotated[float, Field(gt=0)] = 300.0
 
-
     @property
     def link_expire_after(self) -> int:
         """`expire_after` of the PLC rate sensors: longer than the widest gap between two state messages
@@ -167,6 +166,7 @@ class PollingSettings(_Section):
         and at least three network rounds (a link not measured for that long goes unavailable)."""
         gap = self.heartbeat + self.network + 3 * self.request_timeout
         return int(max(3 * self.network, gap) + 1)
+
 
 class HomeAssistantSettings(_Section):
     """Home Assistant MQTT discovery."""

@@ -27,7 +27,7 @@ class ManualClock:
 
     def __init__(self, start: float = 1000.0) -> None:
         self.t = start
-        self._sleepers: list[tuple[float, asyncio.Future[None]]] = []
+        self._sleepers: list[tuple[float, asyncio.Future[Any]]] = []
 
     def __call__(self) -> float:
         return self.t
@@ -35,10 +35,10 @@ class ManualClock:
     async def wait(self, wake: asyncio.Event, deadline: float) -> None:
         if wake.is_set() or deadline <= self.t:
             return
-        timer: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        timer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         entry = (deadline, timer)
         self._sleepers.append(entry)
-        woken = asyncio.ensure_future(wake.wait())
+        woken: asyncio.Future[Any] = asyncio.ensure_future(wake.wait())
         try:
             await asyncio.wait([timer, woken], return_when=asyncio.FIRST_COMPLETED)
         finally:

@@ -5,6 +5,7 @@ a hanging device, refresh bursts, probing cadence, locate expiry, the heartbeat,
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -259,7 +260,7 @@ async def test_actor_link_sensors_never_expire_between_heartbeats(
         for _ in range(40):
             await a.clock.advance(heartbeat / 4)
         times = [t for t, _ in a.out.states]
-        gaps = [b - t for t, b in zip(times, times[1:], strict=False)]
+        gaps = [b - t for t, b in itertools.pairwise(times)]
         assert len(times) >= 8
         assert max(gaps) < expire_after
 

@@ -13,6 +13,7 @@ from structlog.testing import capture_logs
 from devolo_mqtt.emulator.scenario import Scenario
 from devolo_mqtt.emulator.world import Fault
 from tests.conftest import StartBridge, StartEmulator
+from tests.fakes import ManualClock
 from tests.helpers import Broker, Probe, publish, running
 
 ROUTER, WIFI_NEXT, WIFI_6 = "1000000000000001", "1000000000000002", "1000000000000003"
@@ -100,13 +101,13 @@ async def test_lifecycle_locate_turns_off_after_two_minutes(
     from devolo_mqtt.app import Bridge  # noqa: PLC0415
     from tests.conftest import bridge_settings  # noqa: PLC0415
 
-    now = [1000.0]
+    clock = ManualClock()
     await start_emulator(demo_scenario)
-    async with running(Bridge(bridge_settings(broker, base_topic), clock=lambda: now[0])):
+    async with running(Bridge(bridge_settings(broker, base_topic), clock=clock)):
         await probe.wait_json(f"{base_topic}/{WIFI_NEXT}", lambda s: s.get("locate") == "OFF")
         await publish(broker, f"{base_topic}/{WIFI_NEXT}/set/locate", "ON")
         await probe.wait_json(f"{base_topic}/{WIFI_NEXT}", lambda s: s.get("locate") == "ON")
-        now[0] += 121
+        await clock.advance(121)
         await probe.wait_json(f"{base_topic}/{WIFI_NEXT}", lambda s: s.get("locate") == "OFF", within=5)
 
 

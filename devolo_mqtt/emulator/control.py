@@ -5,6 +5,7 @@
     move <station mac> <ap serial | away>
     advance <seconds>
     rate <from serial> <to serial> <Mbit/s | base>   (hold a PLC link's rate; `base` lets it go)
+    silence <serial> <deviceapi|plcnet> <N | Ts>   (its next N mDNS queries, or T seconds, unanswered)
     requests <endpoint>   (answered with one JSON line: authorised requests per serial, e.g. LedSettingsGet)
 
 Each line is answered on standard output with `ok` (or the JSON asked for) or `error: <reason>`.
@@ -45,6 +46,7 @@ def apply(emulator: Emulator, line: str) -> str:
             3,
             lambda a: emulator.world.set_link_rate(a[0], a[1], None if a[2] == "base" else float(a[2])),
         ),
+        "silence": (3, lambda a: _silence(emulator, *a)),
         "requests": (
             1,
             lambda a: json.dumps(
@@ -63,6 +65,13 @@ def apply(emulator: Emulator, line: str) -> str:
         return f"error: unknown device or station {err}"
     except ValueError as err:
         return f"error: {err}"
+
+
+def _silence(emulator: Emulator, serial: str, service: str, amount: str) -> None:
+    if amount.endswith("s"):
+        emulator.silence(serial, service, seconds=float(amount[:-1]))
+    else:
+        emulator.silence(serial, service, queries=int(amount))
 
 
 async def serve_stdin(emulator: Emulator) -> None:

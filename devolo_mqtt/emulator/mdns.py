@@ -174,6 +174,22 @@ def _udp_socket(bind: str, interface: str) -> socket.socket:
     return sock
 
 
+SERVICES = {DEVICEAPI: "deviceapi", PLCNETAPI: "plcnet"}  # as `silence` names them
+
+
+def answering(device: EmulatedDevice, port: int, *, now: float, count: bool = True) -> list[ServiceInfo]:
+    """The services that answer this query (or announcement): all but the silenced ones."""
+    infos = []
+    for info in service_infos(device, port):
+        silence = device.silenced.get(SERVICES[info.type])
+        if silence is None:
+            infos.append(info)
+        elif not (silence.swallows(now) if count else (silence.queries > 0 or now < silence.until)):
+            del device.silenced[SERVICES[info.type]]
+            infos.append(info)
+    return infos
+
+
 class MdnsResponder:
     """Answers mDNS for every announcing device of the emulator."""
 
@@ -225,7 +241,7 @@ class MdnsResponder:
         incoming = DNSIncoming(data)
         if not incoming.valid or not incoming.is_query() or not self._is_live(device):
             return
-        answers, additional = answers_for(service_infos(device, self._port), incoming)
+        answers, additional = answers_for(answering(device, self._port, now=time.monotonic()), incoming)
         if not answers:
             return
         legacy = addr[1] != MDNS_PORT
@@ -254,7 +270,7 @@ class MdnsResponder:
         for device in self._devices():
             if not self._is_live(device):
                 continue
-            answers, additional = answers_for(service_infos(device, self._port), incoming)
+            answers, additional = answers_for(answering(device, self._port, now=time.monotonic()), incoming)
             if answers:
                 target = addr if legacy or incoming.has_qu_question() else (MDNS_GROUP, MDNS_PORT)
                 packets = encode(answers, additional, incoming, legacy)
@@ -272,7 +288,7 @@ class MdnsResponder:
         if not self._is_live(device):
             return
         answers: list[DNSRecord] = []
-        for info in service_infos(device, self._port):
+        for info in answering(device, self._port, now=time.monotonic(), count=False):
             pointer, unique = _records(info)
             answers.extend([pointer, *unique])
         packets = encode(answers, [], None, legacy=False)

@@ -11,9 +11,9 @@ from typing import Self
 import structlog
 
 from devolo_mqtt.emulator.http import DeviceHttpServer
-from devolo_mqtt.emulator.mdns import MdnsResponder
+from devolo_mqtt.emulator.mdns import SERVICES, MdnsResponder
 from devolo_mqtt.emulator.scenario import Scenario
-from devolo_mqtt.emulator.world import EmulatedDevice, Fault, World
+from devolo_mqtt.emulator.world import EmulatedDevice, Fault, Silence, World
 
 log = structlog.get_logger("devolo_mqtt.emulator")
 
@@ -104,6 +104,16 @@ class Emulator:
         if fault is Fault.NONE:
             self._mdns.announce(device)
         log.info("emulator_fault", serial=serial, fault=str(fault))
+
+    def silence(self, serial: str, service: str, *, queries: int = 0, seconds: float = 0.0) -> None:
+        """Withhold a service's mDNS answers ("deviceapi" or "plcnet"): for the next `queries` queries,
+        or for `seconds`; when the silence ends the device announces itself (as one that booted late)."""
+        if service not in SERVICES.values():
+            raise ValueError(f"service must be one of {', '.join(SERVICES.values())}")
+        device = self.device(serial)
+        device.silenced[service] = Silence(queries, time.monotonic() + seconds if seconds else 0.0)
+        if seconds:
+            asyncio.get_running_loop().call_later(seconds + 0.01, self._mdns.announce, device)
 
     def unplug(self, serial: str, plugged: bool = False) -> None:
         """Pull a device out of the socket (it leaves every overview), or plug it back."""

@@ -59,6 +59,22 @@ class Station:
 
 
 @dataclass
+class Silence:
+    """One service of a device keeps quiet over mDNS: for its next `queries` queries, then until
+    `until` (monotonic seconds); a query that finds both spent removes the silence."""
+
+    queries: int = 0
+    until: float = 0.0
+
+    def swallows(self, now: float) -> bool:
+        """Whether this query goes unanswered (counting it)."""
+        if self.queries > 0:
+            self.queries -= 1
+            return True
+        return now < self.until
+
+
+@dataclass
 class EmulatedDevice:
     """One device's live state."""
 
@@ -80,6 +96,8 @@ class EmulatedDevice:
     fault: Fault = Fault.NONE
     slow_seconds: float = 15.0
     requests: dict[str, int] = field(default_factory=dict)  # authorised requests per endpoint name
+    # Services whose mDNS answers are withheld ("deviceapi", "plcnet"): lost answers, a late service.
+    silenced: dict[str, Silence] = field(default_factory=dict)
 
     @property
     def serial(self) -> str:
