@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import aiomqtt
 import structlog
@@ -130,27 +129,24 @@ class Router:
             runtime = None
         label = key or "set"
         command: Command | None = None
+        # An unusable response topic is not answered on (the result topic says why); a usable one is
+        # answered on whatever happens, an unparseable payload included.
+        problem = self.topics.response_topic_problem(response_topic) if response_topic is not None else None
+        reply_to = (response_topic, correlation) if problem is None else (None, None)
         try:
-            if response_topic is not None and (problem := self.topics.response_topic_problem(response_topic)):
-                raise CommandError(label, problem)
             command = commands.parse_command(
-                key, payload, retain=retain, response_topic=response_topic, correlation=correlation
+                key, payload, retain=retain, response_topic=reply_to[0], correlation=reply_to[1]
             )
+            if problem is not None:
+                raise CommandError(label, problem)  # parsed first: the answer keeps its transaction
             if runtime is None:
                 raise CommandError(label, f"unknown device {device_id[:80]!r}")
             runtime.submit(command)  # answered by the device, within its deadline
         except CommandError as err:
-            self._answer(
-                device_id, command, commands.result_payload(command, err.key, "error", error=err.reason)
-            )
+            result = commands.result_payload(command, err.key, "error", error=err.reason)
+            self._out.set_result(device_id, reply_to[0], reply_to[1], result)
             if runtime is not None:
                 runtime.publish_state(force=True)
-
-    def _answer(self, device_id: str, command: Command | None, payload: dict[str, Any]) -> None:
-        response_topic, correlation = (
-            (command.response_topic, command.correlation) if command else (None, None)
-        )
-        self._out.set_result(device_id, response_topic, correlation, payload)
 
     def _on_request(self, topic: str, op: str, payload: bytes, *, retain: bool) -> None:
         """Queue a bridge request; retained ones and overflow are answered at once."""

@@ -245,3 +245,39 @@ async def test_hostile_fuzz_every_input_path_one_answer_no_write(
             pass
     assert leftovers == []
     await client_set_ok(broker, probe, base_topic)
+
+
+async def test_hostile_unparseable_commands_answered_on_their_response_topic(
+    demo_scenario: Scenario,
+    start_emulator: StartEmulator,
+    start_bridge: StartBridge,
+    broker: Broker,
+    probe: Probe,
+    base_topic: str,
+) -> None:
+    """Bad JSON, an array, empty, not UTF-8: each answered where the asker listens (its MQTT 5 response
+    topic, with its correlation data), not only on `set/result`; a refused response topic keeps the
+    command's transaction in the answer on `set/result`."""
+    await start_home(demo_scenario, start_emulator, start_bridge, probe, base_topic)
+    reply_topic = f"replies-{base_topic}/leds"
+    bad = [b"{bad", b"[1]", b"", b"\xff\xfe"]
+    async with aiomqtt.Client("127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5) as client:
+        await client.subscribe(reply_topic, qos=1)
+        for payload in bad:
+            await client.publish(f"{base_topic}/{WIFI_NEXT}/set", payload, qos=1, properties=_v5(reply_topic))
+        replies = []
+        async with asyncio.timeout(10):
+            async for message in client.messages:
+                replies.append((json.loads(bytes(message.payload)), message.properties.CorrelationData))  # type: ignore[union-attr]
+                if len(replies) == len(bad):
+                    break
+        assert all(r["status"] == "error" for r, _ in replies)
+        assert {c for _, c in replies} == {b"c-1"}
+        own = f"{base_topic}/bridge/request/refresh"
+        await client.publish(
+            f"{base_topic}/{WIFI_NEXT}/set", b'{"leds": "OFF", "transaction": 42}', qos=1, properties=_v5(own)
+        )
+    result = await probe.wait_json(
+        f"{base_topic}/{WIFI_NEXT}/set/result", lambda r: r.get("transaction") == 42
+    )
+    assert result["status"] == "error" and "response topic" in result["error"]
