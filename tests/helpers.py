@@ -225,6 +225,17 @@ class Proxy:
         """Accept connections again."""
         self.accepting = True
 
+    def go_away(self) -> None:
+        """Like a broker that is down: drop every connection and stop listening (connects are refused)."""
+        self.cut()
+        if self._server is not None:
+            self._server.close()
+
+    async def come_back(self) -> None:
+        """Listen again on the same port and accept connections."""
+        self.restore()
+        await self.start()
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if not self.accepting:
             writer.transport.abort()
