@@ -13,29 +13,30 @@ import structlog
 from zeroconf import InterfaceChoice, IPVersion
 from zeroconf.asyncio import AsyncZeroconf
 
-from devolo_mqtt import __version__, bridge_requests, heartbeat, inventory, memory
-from devolo_mqtt.changes import ChangeFilter
-from devolo_mqtt.clock import Clock, MonotonicClock
-from devolo_mqtt.device import DevoloClient
-from devolo_mqtt.errors import DuplicateInstanceError
-from devolo_mqtt.ha_publisher import HaPublisher
-from devolo_mqtt.homeassistant import HaContext
-from devolo_mqtt.instance import InstanceGuard
-from devolo_mqtt.linkwatch import LinkWatch
+from devolo_mqtt import __version__, heartbeat, memory
+from devolo_mqtt.core.changes import ChangeFilter
+from devolo_mqtt.core.clock import Clock, MonotonicClock
+from devolo_mqtt.core.errors import DuplicateInstanceError
+from devolo_mqtt.core.mac import display_mac
+from devolo_mqtt.core.names import MacNames
+from devolo_mqtt.core.tasks import FairLimiter
+from devolo_mqtt.devices.actor import DeviceActor
+from devolo_mqtt.devices.client import DevoloClient
+from devolo_mqtt.devices.discovery import Discovery
+from devolo_mqtt.devices.registry import DeviceRegistry
 from devolo_mqtt.log import REDACTOR
-from devolo_mqtt.mac import display_mac
-from devolo_mqtt.mdns import Discovery
-from devolo_mqtt.mqtt import MqttSession, Outgoing, SessionHooks
-from devolo_mqtt.names import MacNames
-from devolo_mqtt.network import NetworkIds, NetworkMonitor, NetworkOutput
-from devolo_mqtt.publisher import Publisher
-from devolo_mqtt.registry import DeviceRegistry
-from devolo_mqtt.router import Router
-from devolo_mqtt.runtime import DeviceRuntime
+from devolo_mqtt.mqtt import bridge_requests, inventory
+from devolo_mqtt.mqtt.ha.configs import HaContext
+from devolo_mqtt.mqtt.ha.publisher import HaPublisher
+from devolo_mqtt.mqtt.instance import InstanceGuard
+from devolo_mqtt.mqtt.publisher import Publisher
+from devolo_mqtt.mqtt.router import Router
+from devolo_mqtt.mqtt.session import MqttSession, Outgoing, SessionHooks
+from devolo_mqtt.mqtt.topics import Topics
+from devolo_mqtt.plc.linkwatch import LinkWatch
+from devolo_mqtt.plc.monitor import NetworkIds, NetworkMonitor, NetworkOutput
 from devolo_mqtt.settings import Settings
-from devolo_mqtt.tasks import FairLimiter
-from devolo_mqtt.topics import Topics
-from devolo_mqtt.wifi import WifiOutput, WifiTracker
+from devolo_mqtt.wifi.tracker import WifiOutput, WifiTracker
 
 log = structlog.get_logger("devolo_mqtt.app")
 
@@ -119,7 +120,7 @@ class Bridge:
         self._health_filter = ChangeFilter(s.polling.heartbeat, clock)
 
     @property
-    def runtimes(self) -> dict[str, DeviceRuntime]:
+    def runtimes(self) -> dict[str, DeviceActor]:
         """Every manageable device's runtime, by id."""
         return self.registry.runtimes
 

@@ -16,7 +16,7 @@ from zeroconf import InterfaceChoice, IPVersion
 from zeroconf.asyncio import AsyncZeroconf
 
 from devolo_mqtt import __version__, log
-from devolo_mqtt.errors import ConfigError, DuplicateInstanceError
+from devolo_mqtt.core.errors import ConfigError, DuplicateInstanceError
 from devolo_mqtt.settings import Settings, load_settings
 
 EXIT_CONFIG = 2
@@ -148,7 +148,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_discover(args: argparse.Namespace) -> int:
-    from devolo_mqtt.mdns import scan  # noqa: PLC0415
+    from devolo_mqtt.devices.discovery import scan  # noqa: PLC0415
 
     log.configure("WARNING")
 
@@ -176,10 +176,10 @@ def _cmd_discover(args: argparse.Namespace) -> int:
 
 
 def _cmd_emulate(args: argparse.Namespace) -> int:
-    from devolo_mqtt.emulator.builtin import demo_home, generated  # noqa: PLC0415
-    from devolo_mqtt.emulator.control import serve_stdin  # noqa: PLC0415
-    from devolo_mqtt.emulator.scenario import load_scenario  # noqa: PLC0415
-    from devolo_mqtt.emulator.server import Emulator  # noqa: PLC0415
+    from devolo_mqtt.tools.emulator.builtin import demo_home, generated  # noqa: PLC0415
+    from devolo_mqtt.tools.emulator.control import serve_stdin  # noqa: PLC0415
+    from devolo_mqtt.tools.emulator.scenario import load_scenario  # noqa: PLC0415
+    from devolo_mqtt.tools.emulator.server import Emulator  # noqa: PLC0415
 
     log.configure("INFO")
     base = {"address_base": args.address_base} if args.address_base else {}
@@ -205,7 +205,7 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from devolo_mqtt.demo import run_demo  # noqa: PLC0415
+    from devolo_mqtt.tools.demo import run_demo  # noqa: PLC0415
 
     log.configure("WARNING", "console")
     return run_until_signal(
@@ -216,7 +216,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from devolo_mqtt.bench import run_bench, write_json  # noqa: PLC0415
+    from devolo_mqtt.tools.bench import run_bench, write_json  # noqa: PLC0415
 
     log.configure("WARNING", "console")
 
@@ -236,7 +236,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_diagnostics(args: argparse.Namespace) -> int:
-    from devolo_mqtt.ask import NoAnswerError, ask_bridge  # noqa: PLC0415
+    from devolo_mqtt.mqtt.ask import NoAnswerError, ask_bridge  # noqa: PLC0415
 
     settings = load_settings(args.config)
     log.configure("WARNING", "console")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from devolo_mqtt.store import JsonStore
+from devolo_mqtt.core.store import JsonStore
 
 FILE = "health.json"
 STALE_AFTER = 150.0  # seconds: the bridge writes at least once a minute

@@ -24,9 +24,9 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from devolo_mqtt.errors import ConfigError
-from devolo_mqtt.mac import normalise_mac
-from devolo_mqtt.topics import device_id_problem
+from devolo_mqtt.core.errors import ConfigError
+from devolo_mqtt.core.mac import normalise_mac
+from devolo_mqtt.mqtt.topics import device_id_problem
 
 # A topic prefix: no wildcards, no whitespace, no NUL (MQTT forbids U+0000 in topics), bounded length.
 _TOPIC_PREFIX = r"^[^#+\s\x00]+$"

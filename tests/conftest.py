@@ -17,11 +17,11 @@ from zeroconf import IPVersion
 from zeroconf.asyncio import AsyncZeroconf
 
 from devolo_mqtt.app import Bridge
-from devolo_mqtt.emulator.builtin import DEMO_HOME
-from devolo_mqtt.emulator.scenario import Scenario, parse_scenario
-from devolo_mqtt.emulator.server import Emulator
-from devolo_mqtt.emulator.world import Fault
 from devolo_mqtt.settings import Settings, load_settings
+from devolo_mqtt.tools.emulator.builtin import DEMO_HOME
+from devolo_mqtt.tools.emulator.scenario import Scenario, parse_scenario
+from devolo_mqtt.tools.emulator.server import Emulator
+from devolo_mqtt.tools.emulator.world import Fault
 from tests.helpers import Broker, Probe, address_block, new_test, own_networks, unique_base
 
 StartEmulator = Callable[..., Awaitable[Emulator]]

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from devolo_mqtt.errors import DeviceUnavailableError
-from devolo_mqtt.model import DeviceIdentity, FirmwareCheck, GuestWifi, NeighborAp, Overview, Station
+from devolo_mqtt.core.errors import DeviceUnavailableError
+from devolo_mqtt.core.model import DeviceIdentity, FirmwareCheck, GuestWifi, NeighborAp, Overview, Station
 
 REPEATER_MT = "3048"  # devolo_plc_api's DEVICES_WITHOUT_PLCNET: no PLC service to wait for
 

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from devolo_mqtt import capabilities
-from devolo_mqtt.commands import Command, Executor
-from devolo_mqtt.runtime import DeviceRuntime
+from devolo_mqtt.core import capabilities
+from devolo_mqtt.core.commands import Command, Executor
+from devolo_mqtt.core.store import StoredInt
+from devolo_mqtt.devices.actor import DeviceActor
 from devolo_mqtt.settings import DeviceConfig, Settings
-from devolo_mqtt.store import StoredInt
 from tests.fakes import REPEATER_MT, FakeClient, FakeDevice, ManualClock, Recorder, settle
 
 INF = float("inf")
@@ -26,7 +26,7 @@ INF = float("inf")
 
 @dataclass
 class Actor:
-    runtime: DeviceRuntime
+    runtime: DeviceActor
     device: FakeDevice
     clock: ManualClock
     out: Recorder
@@ -59,7 +59,7 @@ async def actor(
         clients.append(FakeClient(address, device, clock))
         return clients[-1]
 
-    runtime = DeviceRuntime(
+    runtime = DeviceActor(
         config.topic_id if config and config.topic_id else device.serial,
         ip,
         config,

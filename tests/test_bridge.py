@@ -12,8 +12,8 @@ from typing import Any
 import aiomqtt
 import pytest
 
-from devolo_mqtt.emulator.scenario import Scenario
-from devolo_mqtt.emulator.world import Fault
+from devolo_mqtt.tools.emulator.scenario import Scenario
+from devolo_mqtt.tools.emulator.world import Fault
 from tests.conftest import MANAGEABLE, StartBridge, StartEmulator, start_home
 from tests.helpers import Broker, Probe, publish, until
 

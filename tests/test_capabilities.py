@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-from devolo_mqtt import capabilities
-from devolo_mqtt.capabilities import CAPABILITIES, SOURCES, parse_minutes, parse_on_off
-from devolo_mqtt.homeassistant import DiscoveryLedger
-from devolo_mqtt.model import API, PLC, PLCNET
-from devolo_mqtt.topics import Topics
+from devolo_mqtt.core import capabilities
+from devolo_mqtt.core.capabilities import CAPABILITIES, SOURCES, parse_minutes, parse_on_off
+from devolo_mqtt.core.model import API, PLC, PLCNET
+from devolo_mqtt.mqtt.ha.configs import DiscoveryLedger
+from devolo_mqtt.mqtt.topics import Topics
 
 KNOWN_FEATURES = {
     "",

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from devolo_mqtt import __version__
-from devolo_mqtt.emulator.scenario import Scenario
+from devolo_mqtt.tools.emulator.scenario import Scenario
 from tests.conftest import StartEmulator
 from tests.helpers import Broker, Probe, cli_config, retained
 

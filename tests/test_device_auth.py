@@ -7,12 +7,12 @@ import httpx
 import pytest
 from zeroconf.asyncio import AsyncZeroconf
 
-from devolo_mqtt.device import DevoloClient
-from devolo_mqtt.emulator.http import Nonces
-from devolo_mqtt.emulator.scenario import Scenario
-from devolo_mqtt.emulator.world import Fault
-from devolo_mqtt.errors import DeviceAuthError
-from devolo_mqtt.tasks import FairLimiter
+from devolo_mqtt.core.errors import DeviceAuthError
+from devolo_mqtt.core.tasks import FairLimiter
+from devolo_mqtt.devices.client import DevoloClient
+from devolo_mqtt.tools.emulator.http import Nonces
+from devolo_mqtt.tools.emulator.scenario import Scenario
+from devolo_mqtt.tools.emulator.world import Fault
 from tests.conftest import StartEmulator
 
 WIFI_NEXT = "1000000000000002"

@@ -19,9 +19,9 @@ from devolo_plc_api.exceptions import (
 from google.protobuf.message import DecodeError
 from zeroconf.asyncio import AsyncZeroconf
 
-from devolo_mqtt.emulator.scenario import Scenario
-from devolo_mqtt.emulator.server import Emulator
-from devolo_mqtt.emulator.world import LOCATE_SECONDS, Fault
+from devolo_mqtt.tools.emulator.scenario import Scenario
+from devolo_mqtt.tools.emulator.server import Emulator
+from devolo_mqtt.tools.emulator.world import LOCATE_SECONDS, Fault
 from tests.conftest import StartEmulator
 
 Library = tuple[AsyncZeroconf, httpx.AsyncClient]
@@ -367,7 +367,7 @@ async def test_emulator_unplugged_adapter_leaves_the_overview(
 
 def test_emulator_rates_drift_within_bounds(demo_scenario: Scenario) -> None:
     """With dynamics on, data rates wander but stay within ±25 % of their nominal value."""
-    from devolo_mqtt.emulator.world import World  # noqa: PLC0415
+    from devolo_mqtt.tools.emulator.world import World  # noqa: PLC0415
 
     world = World(demo_scenario.model_copy(update={"dynamics": True}))
     before = {k: link.tx for k, link in world.links.items()}

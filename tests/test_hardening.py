@@ -15,8 +15,8 @@ import aiomqtt
 import pytest
 
 from devolo_mqtt.app import Bridge
-from devolo_mqtt.emulator.scenario import Scenario, parse_scenario
-from devolo_mqtt.errors import DuplicateInstanceError
+from devolo_mqtt.core.errors import DuplicateInstanceError
+from devolo_mqtt.tools.emulator.scenario import Scenario, parse_scenario
 from tests.conftest import StartEmulator, bridge_settings
 from tests.helpers import Broker, Probe, Proxy, address_block, cli_config, publish, retained
 

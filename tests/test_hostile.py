@@ -14,8 +14,8 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from devolo_mqtt.emulator.scenario import Scenario
-from devolo_mqtt.emulator.server import Emulator
+from devolo_mqtt.tools.emulator.scenario import Scenario
+from devolo_mqtt.tools.emulator.server import Emulator
 from tests.conftest import MANAGEABLE, StartBridge, StartEmulator, start_home
 from tests.helpers import Broker, Probe
 

@@ -8,7 +8,7 @@ import asyncio
 from pathlib import Path
 
 from devolo_mqtt.app import Bridge
-from devolo_mqtt.emulator.scenario import Scenario
+from devolo_mqtt.tools.emulator.scenario import Scenario
 from tests.conftest import StartBridge, StartEmulator, bridge_settings
 from tests.helpers import Broker, Probe, publish
 

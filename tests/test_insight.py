@@ -12,8 +12,8 @@ import zxingcpp
 from PIL import Image
 
 from devolo_mqtt.app import Bridge
-from devolo_mqtt.emulator.scenario import Scenario
-from devolo_mqtt.emulator.server import Emulator
+from devolo_mqtt.tools.emulator.scenario import Scenario
+from devolo_mqtt.tools.emulator.server import Emulator
 from tests.conftest import StartBridge, StartEmulator, bridge_settings, start_home
 from tests.helpers import Broker, Probe, retained, running, until
 

@@ -12,12 +12,13 @@ from typing import Any
 import zxingcpp
 from PIL import Image
 
-from devolo_mqtt import guestqr, plcmap
-from devolo_mqtt.homeassistant import HaContext, bridge_configs
-from devolo_mqtt.linkwatch import DEGRADED_SHARE, LinkWatch
-from devolo_mqtt.model import Json, Overview, PlcDevice, PlcRate
-from devolo_mqtt.network import NetworkIds, NetworkMonitor, NetworkOutput
-from devolo_mqtt.topics import Topics
+from devolo_mqtt.core.model import Json, Overview, PlcDevice, PlcRate
+from devolo_mqtt.mqtt.ha.configs import HaContext, bridge_configs
+from devolo_mqtt.mqtt.topics import Topics
+from devolo_mqtt.plc import plcmap
+from devolo_mqtt.plc.linkwatch import DEGRADED_SHARE, LinkWatch
+from devolo_mqtt.plc.monitor import NetworkIds, NetworkMonitor, NetworkOutput
+from devolo_mqtt.wifi import guestqr
 
 SVG = "{http://www.w3.org/2000/svg}"
 A, B, C = "00005E005301", "00005E005302", "00005E005303"

@@ -10,8 +10,8 @@ import time
 import structlog
 from structlog.testing import capture_logs
 
-from devolo_mqtt.emulator.scenario import Scenario
-from devolo_mqtt.emulator.world import Fault
+from devolo_mqtt.tools.emulator.scenario import Scenario
+from devolo_mqtt.tools.emulator.world import Fault
 from tests.conftest import StartBridge, StartEmulator
 from tests.fakes import ManualClock
 from tests.helpers import Broker, Probe, publish, running

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-from devolo_mqtt.emulator.scenario import Scenario
-from devolo_mqtt.emulator.server import Emulator
-from devolo_mqtt.emulator.world import Fault
+from devolo_mqtt.tools.emulator.scenario import Scenario
+from devolo_mqtt.tools.emulator.server import Emulator
+from devolo_mqtt.tools.emulator.world import Fault
 from tests.conftest import StartBridge, StartEmulator, start_home
 from tests.helpers import Probe, until
 

@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from devolo_mqtt.app import Bridge
-from devolo_mqtt.emulator.scenario import Scenario
-from devolo_mqtt.emulator.world import Fault
+from devolo_mqtt.tools.emulator.scenario import Scenario
+from devolo_mqtt.tools.emulator.world import Fault
 from tests.conftest import StartEmulator, bridge_settings
 from tests.helpers import Broker, Probe, Proxy, publish, retained
 

@@ -20,10 +20,10 @@ from pydantic import BaseModel
 
 from devolo_mqtt.app import Bridge
 from devolo_mqtt.cli import _parser
-from devolo_mqtt.emulator.builtin import DEMO_HOME
-from devolo_mqtt.emulator.scenario import Scenario
+from devolo_mqtt.mqtt.topics import Topics
 from devolo_mqtt.settings import Settings, load_settings
-from devolo_mqtt.topics import Topics
+from devolo_mqtt.tools.emulator.builtin import DEMO_HOME
+from devolo_mqtt.tools.emulator.scenario import Scenario
 from tests.conftest import StartEmulator, bridge_settings
 from tests.helpers import Broker, Probe, free_port, running
 

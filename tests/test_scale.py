@@ -16,7 +16,7 @@ from devolo_plc_api import Device
 from zeroconf.asyncio import AsyncZeroconf
 
 from devolo_mqtt.app import Bridge
-from devolo_mqtt.emulator.builtin import generated
+from devolo_mqtt.tools.emulator.builtin import generated
 from tests.conftest import bridge_settings
 from tests.helpers import Broker, Probe, address_block
 

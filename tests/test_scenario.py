@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from devolo_mqtt.emulator.builtin import DEMO_HOME, demo_home, generated
-from devolo_mqtt.emulator.scenario import load_scenario, parse_scenario
-from devolo_mqtt.errors import ConfigError
+from devolo_mqtt.core.errors import ConfigError
+from devolo_mqtt.tools.emulator.builtin import DEMO_HOME, demo_home, generated
+from devolo_mqtt.tools.emulator.scenario import load_scenario, parse_scenario
 
 
 def _with_device(**changes: Any) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Any
 from syrupy.assertion import SnapshotAssertion
 
 from devolo_mqtt import __version__
-from devolo_mqtt.emulator.scenario import Scenario
+from devolo_mqtt.tools.emulator.scenario import Scenario
 from tests.conftest import StartBridge, StartEmulator
 from tests.helpers import Probe
 

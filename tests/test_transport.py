@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from devolo_mqtt.emulator.scenario import Scenario
+from devolo_mqtt.tools.emulator.scenario import Scenario
 from tests.conftest import StartBridge, StartEmulator
 from tests.helpers import Broker, Probe, free_port
 

@@ -11,18 +11,18 @@ from typing import Any
 import pytest
 
 from devolo_mqtt import memory
-from devolo_mqtt.capabilities import same_restart
-from devolo_mqtt.changes import ChangeFilter
-from devolo_mqtt.commands import parse_command
-from devolo_mqtt.errors import CommandError
-from devolo_mqtt.linkwatch import LinkWatch
-from devolo_mqtt.model import Overview, PlcDevice, PlcRate, Station
-from devolo_mqtt.names import MacNames
-from devolo_mqtt.network import NetworkIds, NetworkMonitor, NetworkOutput
+from devolo_mqtt.core.capabilities import same_restart
+from devolo_mqtt.core.changes import ChangeFilter
+from devolo_mqtt.core.commands import parse_command
+from devolo_mqtt.core.errors import CommandError
+from devolo_mqtt.core.model import Overview, PlcDevice, PlcRate, Station
+from devolo_mqtt.core.names import MacNames
+from devolo_mqtt.core.store import StoredInt
+from devolo_mqtt.core.tasks import FairLimiter
+from devolo_mqtt.plc.linkwatch import LinkWatch
+from devolo_mqtt.plc.monitor import NetworkIds, NetworkMonitor, NetworkOutput
 from devolo_mqtt.settings import WifiSettings
-from devolo_mqtt.store import StoredInt
-from devolo_mqtt.tasks import FairLimiter
-from devolo_mqtt.wifi import WifiOutput, WifiTracker
+from devolo_mqtt.wifi.tracker import WifiOutput, WifiTracker
 
 PHONE, RANDOM = "001122334455", "02AABBCCDDEE"
 A1, B2, C3, ZERO = "00005E0053A1", "00005E0053B2", "00005E0053C3", "00005E005300"

@@ -14,7 +14,7 @@ from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from devolo_mqtt.app import Bridge
-from devolo_mqtt.emulator.scenario import Scenario, parse_scenario
+from devolo_mqtt.tools.emulator.scenario import Scenario, parse_scenario
 from tests.conftest import MANAGEABLE, StartBridge, StartEmulator, bridge_settings, start_home
 from tests.helpers import Broker, Probe, Received, publish, running, until
 

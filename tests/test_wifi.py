@@ -15,8 +15,8 @@ import aiomqtt
 import pytest
 
 from devolo_mqtt.app import Bridge
-from devolo_mqtt.emulator.scenario import Scenario
-from devolo_mqtt.emulator.server import Emulator
+from devolo_mqtt.tools.emulator.scenario import Scenario
+from devolo_mqtt.tools.emulator.server import Emulator
 from tests.conftest import StartBridge, StartEmulator, bridge_settings
 from tests.helpers import Broker, Probe, running
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from devolo_mqtt.emulator.builtin import DEMO_HOME
+from devolo_mqtt.tools.emulator.builtin import DEMO_HOME
 
 pytestmark = pytest.mark.netns
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,0 +1,62 @@
+"""What the bridge remembers across restarts in `data_dir` (MAC names, network ids, WiFi clients, the
+guest WiFi duration, the health heartbeat): small JSON files, each written atomically (a crash
+mid-write never leaves half a file), and read back leniently (a missing or damaged file is an empty
+memory, never a crash)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+log = structlog.get_logger("devolo_mqtt.core.store")
+
+
+class JsonStore:
+    """One JSON file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def load(self) -> Any:
+        """The stored value, or None when there is none (or it cannot be read)."""
+        try:
+            return json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def save(self, value: Any, *, quiet: bool = False) -> bool:
+        """Write atomically (temporary file + rename); whether it worked (a failure is logged)."""
+        temporary = self.path.with_name(f".{self.path.name}.tmp")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            temporary.write_text(json.dumps(value, indent=1, sort_keys=True), encoding="utf-8")
+            os.replace(temporary, self.path)
+        except OSError as err:
+            if not quiet:
+                log.warning("data_not_saved", path=str(self.path), error=err.strerror)
+            return False
+        return True
+
+
+class StoredInt:
+    """One whole number remembered across restarts (a setting changed over MQTT), with a default."""
+
+    def __init__(self, path: Path, default: int) -> None:
+        self._store = JsonStore(path)
+        loaded = self._store.load()
+        self._value = loaded if isinstance(loaded, int) and not isinstance(loaded, bool) else default
+
+    @property
+    def value(self) -> int:
+        """The current value."""
+        return self._value
+
+    @value.setter
+    def value(self, value: int) -> None:
+        if value != self._value:
+            self._value = value
+            self._store.save(value)

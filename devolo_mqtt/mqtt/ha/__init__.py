@@ -1,0 +1,1 @@
+"""Home Assistant discovery: the pure config builders and the publisher with its ledger."""

@@ -1,0 +1,412 @@
+"""`devolo-mqtt bench`: the bridge next to the bare library it wraps, in one run, on one machine.
+
+Emulated devices (`devolo-mqtt emulate`, a process of its own), a mosquitto with its default settings,
+and three measurements:
+
+1. a bare devolo-plc-api loop (one shared AsyncZeroconf and httpx client, 16 calls at a time) making
+   the calls of the bridge's default state poll: CPU and wall time per round; and its own LED write +
+   read-back time;
+2. the bridge as a process (`devolo-mqtt run`, state every 5 s, other sources slowed): start until
+   every device is online with state and discovery; its CPU per poll round (from /proc), MQTT messages
+   per round with nothing changing, RSS; `/set` latency as a user sees it (publish → a subscriber sees
+   the new state);
+3. the same with a tenth of the devices unreachable: latency for the others and their poll cadence.
+
+It prints a table and writes JSON. Figures depend on the machine: compare bridge and bare loop of the
+same run, not runs of different machines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import httpx
+import yaml
+from devolo_plc_api import Device
+from zeroconf import IPVersion
+from zeroconf.asyncio import AsyncZeroconf
+
+from devolo_mqtt.core.errors import ConfigError
+from devolo_mqtt.tools.broker import start_mosquitto
+from devolo_mqtt.tools.emulator.builtin import DEMO_PASSWORD, generated
+
+STATE_INTERVAL = 5.0  # default; `interval` below (the tests' smoke run uses 1 s)
+SLOW = 6 * 3600.0  # every source but the state poll: out of the measurement window
+BASE, PREFIX = "bench", "benchha"
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Report:
+    """Every figure of one run (the JSON written)."""
+
+    machine: dict[str, Any]
+    devices: int
+    bare: dict[str, float] = field(default_factory=dict)
+    bridge: dict[str, float] = field(default_factory=dict)
+    dead: dict[str, float] = field(default_factory=dict)
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))] if ordered else float("nan")
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text(encoding="ascii").splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _machine() -> dict[str, Any]:
+    return {"cpus": os.cpu_count(), "python": sys.version.split()[0], "platform": sys.platform}
+
+
+class Emulated:
+    """`devolo-mqtt emulate --count N` as a child process, controlled through its standard input."""
+
+    def __init__(self, count: int, base: str) -> None:
+        self.scenario = generated(count, base=base)
+        self.addresses = self.scenario.addresses()
+        self._base = base
+        self._process: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        """Start it and wait until every device is served."""
+        self._process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "devolo_mqtt", "emulate", "--count", str(len(self.addresses)),
+            "--speed", "0", "--address-base", self._base,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        assert self._process.stdout is not None
+        for _ in range(len(self.addresses) + 1):  # one line per device, then the password
+            await asyncio.wait_for(self._process.stdout.readline(), 60)
+
+    async def control(self, line: str) -> str:
+        """One control line; its answer."""
+        assert self._process is not None
+        assert self._process.stdin is not None
+        assert self._process.stdout is not None
+        self._process.stdin.write(f"{line}\n".encode())
+        await self._process.stdin.drain()
+        return (await asyncio.wait_for(self._process.stdout.readline(), 10)).decode().strip()
+
+    async def stop(self) -> None:
+        """Stop the process."""
+        if self._process is not None and self._process.returncode is None:
+            self._process.terminate()
+            await self._process.wait()
+
+
+async def bare_library(
+    emulated: Emulated, rounds: int, commands: int, rng: random.Random, interval: float
+) -> dict[str, float]:
+    """The calls of the bridge's state poll, made with the library alone; LED write + read-back."""
+    zeroconf = AsyncZeroconf(interfaces=["127.0.0.1"], ip_version=IPVersion.V4Only)
+    limiter = asyncio.Semaphore(16)
+    devices: list[Device] = []
+    try:
+        async with httpx.AsyncClient() as http:
+            for ip in emulated.addresses.values():
+                device = Device(ip, zeroconf_instance=zeroconf)
+                device.password = DEMO_PASSWORD
+                await device.async_connect(session_instance=http)
+                devices.append(device)
+
+            async def poll(device: Device) -> None:
+                async with limiter:
+                    api = device.device
+                    assert api is not None
+                    await api.async_get_led_setting()
+                    if "wifi1" in api.features:
+                        await api.async_get_wifi_guest_access()
+
+            # Rounds paced like the bridge's (every `interval`), so both pay the same for connections
+            # that expired in between, and the CPU between rounds (mDNS browsers) counts for both.
+            await asyncio.gather(*(poll(d) for d in devices))  # warm-up
+            await asyncio.sleep(interval)
+            walls, cpu = [], time.process_time()
+            for _ in range(rounds):
+                began = time.perf_counter()
+                await asyncio.gather(*(poll(d) for d in devices))
+                walls.append(time.perf_counter() - began)
+                await asyncio.sleep(max(0.0, interval - walls[-1]))
+            cpu_per_round = (time.process_time() - cpu) / rounds
+            latencies = []
+            for _ in range(commands):
+                api = rng.choice(devices).device
+                assert api is not None
+                wanted = not await api.async_get_led_setting()
+                began = time.perf_counter()
+                await api.async_set_led_setting(wanted)
+                await api.async_get_led_setting()
+                latencies.append(time.perf_counter() - began)
+    finally:
+        for device in devices:
+            await device.async_disconnect()
+        await zeroconf.async_close()
+    return {
+        "cpu_ms_per_round": cpu_per_round * 1000,
+        "wall_ms_per_round": statistics.median(walls) * 1000,
+        "set_ms_p50": _percentile(latencies, 50) * 1000,
+        "set_ms_p99": _percentile(latencies, 99) * 1000,
+    }
+
+
+class Watcher:
+    """A subscriber as a user's would be: every state, availability and discovery config it sees."""
+
+    def __init__(self, client: aiomqtt.Client) -> None:
+        self.client = client
+        self.count = 0
+        self.leds: dict[str, str] = {}
+        self.online: set[str] = set()
+        self.discovered: set[str] = set()
+        self.changed = asyncio.Event()
+        self.topics: dict[str, int] = {}
+
+    async def run(self) -> None:
+        """Record until cancelled."""
+        async for message in self.client.messages:
+            topic, payload = str(message.topic), message.payload
+            raw = payload if isinstance(payload, bytes) else str(payload or "").encode()
+            self.count += 1
+            self.topics[topic] = self.topics.get(topic, 0) + 1
+            parts = topic.split("/")
+            if topic.startswith(f"{PREFIX}/") and raw and len(parts) > 2:
+                self.discovered.add(parts[2].removeprefix("devolo_"))
+            elif len(parts) == 2 and raw[:1] == b"{":
+                state = json.loads(raw)
+                if "leds" in state:
+                    self.leds[parts[1]] = state["leds"]
+            elif len(parts) == 3 and parts[2] == "availability":
+                (self.online.add if raw == b"online" else self.online.discard)(parts[1])
+            self.changed.set()
+
+    async def until(self, condition: Callable[[], bool], within: float) -> None:
+        """Wait for `condition`, woken by every message."""
+        async with asyncio.timeout(within):
+            while not condition():
+                self.changed.clear()
+                await self.changed.wait()
+
+
+async def set_latencies(
+    user: Watcher, everything: Watcher, serials: list[str], commands: int, rng: random.Random
+) -> tuple[list[float], list[float]]:
+    """`/set/leds` → the new state seen, one command at a time, by the commanding client (subscribed
+    to state topics, as Home Assistant is) and by a client subscribed to everything (`#`)."""
+    mine, all_topics = [], []
+    for _ in range(commands):
+        serial = rng.choice(serials)
+        wanted = "OFF" if user.leds.get(serial) == "ON" else "ON"
+        began = time.perf_counter()
+        await user.client.publish(f"{BASE}/{serial}/set/leds", wanted)
+        await user.until(lambda s=serial, w=wanted: user.leds.get(s) == w, 30)  # type: ignore[misc]
+        mine.append(time.perf_counter() - began)
+        await everything.until(lambda s=serial, w=wanted: everything.leds.get(s) == w, 30)  # type: ignore[misc]
+        all_topics.append(time.perf_counter() - began)
+    return mine, all_topics
+
+
+def _bridge_config(workdir: Path, port: int, base: str, interval: float) -> Path:
+    config = {
+        "mqtt": {"host": "127.0.0.1", "port": port, "base_topic": BASE, "client_id": "devolo-mqtt-bench"},
+        "homeassistant": {"discovery_prefix": PREFIX},
+        "discovery": {"interfaces": ["127.0.0.1"], "networks": [f"{base.rsplit('.', 1)[0]}.0/24"]},
+        "device_password": DEMO_PASSWORD,
+        "polling": {
+            "state": interval,
+            **dict.fromkeys(("wifi", "network", "neighbors", "firmware", "uptime", "heartbeat"), SLOW),
+        },
+        "data_dir": str(workdir / "data"),
+        "logging": {"level": "WARNING"},
+    }
+    path = workdir / "bench.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+async def run_bench(  # noqa: PLR0915 - one measurement after the other reads best in one place
+    count: int = 50,
+    *,
+    rounds: int = 6,
+    window: float = 60.0,
+    commands: int = 200,
+    dead_fraction: float = 0.1,
+    seed: int = 1,
+    interval: float = STATE_INTERVAL,
+    out: Callable[[str], None] = print,
+) -> Report:
+    """One benchmark run; the figures."""
+    if count > 250:
+        raise ConfigError("at most 250 devices (one loopback /24)", field="--devices")
+    rng = random.Random(seed)
+    report = Report(_machine(), count)
+    base = f"127.0.{rng.randint(100, 250)}.1"
+    async with AsyncExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="devolo-mqtt-bench-")))
+        port = _free_port()
+        await start_mosquitto(stack, "127.0.0.1", port, workdir)
+        emulated = Emulated(count, base)
+        await emulated.start()
+        stack.push_async_callback(emulated.stop)
+        await asyncio.sleep(3)  # devices up for a while, past their start-up announcements
+        serials = list(emulated.addresses)
+        out(f"bench: {count} emulated devices, mosquitto on 127.0.0.1:{port}")
+
+        client = await stack.enter_async_context(aiomqtt.Client("127.0.0.1", port, identifier="bench-all"))
+        await client.subscribe(f"{BASE}/#")
+        await client.subscribe(f"{PREFIX}/#")
+        watcher = Watcher(client)
+        # The commanding client subscribes to state topics only, as Home Assistant does.
+        user_client = await stack.enter_async_context(
+            aiomqtt.Client("127.0.0.1", port, identifier="bench-user")
+        )
+        await user_client.subscribe(f"{BASE}/+")
+        user = Watcher(user_client)
+        for task in (asyncio.create_task(watcher.run()), asyncio.create_task(user.run())):
+            stack.callback(task.cancel)
+        started = time.perf_counter()
+        config = str(_bridge_config(workdir, port, base, interval))
+        quiet = asyncio.subprocess.DEVNULL
+        bridge = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "devolo_mqtt",
+            "run",
+            "--config",
+            config,
+            stdin=quiet,
+            stdout=quiet,
+            stderr=quiet,
+        )
+
+        async def stop_bridge() -> None:
+            if bridge.returncode is None:
+                bridge.terminate()
+                await bridge.wait()
+
+        stack.push_async_callback(stop_bridge)
+        everyone = set(serials)
+        await watcher.until(
+            lambda: (
+                everyone <= watcher.online
+                and everyone <= set(watcher.leds)
+                and everyone <= watcher.discovered
+            ),
+            within=120,
+        )
+        report.bridge["start_s"] = time.perf_counter() - started
+        out(f"  bridge: every device online with state and discovery after {report.bridge['start_s']:.1f} s")
+        await asyncio.sleep(2 * interval)  # settle: first reads, late discovery
+        cpu, messages, began = _cpu_seconds(bridge.pid), watcher.count, time.perf_counter()
+        await asyncio.sleep(window)
+        elapsed = time.perf_counter() - began
+        poll_rounds = elapsed / interval
+        report.bridge["cpu_ms_per_round"] = (_cpu_seconds(bridge.pid) - cpu) / poll_rounds * 1000
+        report.bridge["messages_per_round"] = (watcher.count - messages) / poll_rounds
+        report.bridge["rss_mib"] = _rss_mib(bridge.pid)
+        out(
+            f"  bridge: {report.bridge['cpu_ms_per_round']:.0f} ms CPU per round, "
+            f"{report.bridge['messages_per_round']:.1f} messages per round, "
+            f"RSS {report.bridge['rss_mib']:.0f} MiB"
+        )
+        latencies, seen_by_all = await set_latencies(user, watcher, serials, commands, rng)
+        report.bridge["set_ms_p50"] = _percentile(latencies, 50) * 1000
+        report.bridge["set_ms_p99"] = _percentile(latencies, 99) * 1000
+        report.bridge["set_ms_p50_hash_subscriber"] = _percentile(seen_by_all, 50) * 1000
+        report.bridge["set_ms_p99_hash_subscriber"] = _percentile(seen_by_all, 99) * 1000
+
+        dead = serials[: max(1, round(count * dead_fraction))]
+        alive = [s for s in serials if s not in dead]
+        for serial in dead:
+            await emulated.control(f"fault {serial} unreachable")
+        # Cadence first, without commands (their read-backs would count as polls).
+        await asyncio.sleep(interval)  # the first failures towards the dead ones
+        before = json.loads(await emulated.control("requests LedSettingsGet"))
+        began = time.perf_counter()
+        await asyncio.sleep(4 * interval)
+        after = json.loads(await emulated.control("requests LedSettingsGet"))
+        intervals = (time.perf_counter() - began) / interval
+        reads = sorted((after[s] - before[s]) / intervals for s in alive)
+        latencies, _ = await set_latencies(user, watcher, alive, max(1, commands // 2), rng)
+        report.dead = {
+            "dead_devices": len(dead),
+            "set_ms_p50": _percentile(latencies, 50) * 1000,
+            "set_ms_p99": _percentile(latencies, 99) * 1000,
+            # State reads per healthy device per state interval: 1.0 is on schedule.
+            "state_reads_per_interval_min": reads[0],
+            "state_reads_per_interval_median": statistics.median(reads),
+        }
+        with contextlib.suppress(ProcessLookupError):
+            report.dead["rss_mib"] = _rss_mib(bridge.pid)
+
+        # The bare library last, alone: the bridge stopped, every device back (another mDNS stack
+        # asking the same devices just before would change what the bridge's start measures).
+        await stop_bridge()
+        for serial in dead:
+            await emulated.control(f"fault {serial} none")
+        report.bare = await bare_library(emulated, rounds, commands, rng, interval)
+        report.bridge["cpu_ratio"] = report.bridge["cpu_ms_per_round"] / report.bare["cpu_ms_per_round"]
+        out(f"  bare library: {report.bare['cpu_ms_per_round']:.0f} ms CPU per state round")
+    _table(report, out)
+    return report
+
+
+def _free_port() -> int:
+    import socket  # noqa: PLC0415
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _table(report: Report, out: Callable[[str], None]) -> None:
+    b, r, d = report.bare, report.bridge, report.dead
+    rows = [
+        ("state poll round, CPU", f"{b['cpu_ms_per_round']:.0f} ms", f"{r['cpu_ms_per_round']:.0f} ms"),
+        ("  ratio bridge / bare", "", f"{r['cpu_ratio']:.2f}"),
+        ("state poll round, wall", f"{b['wall_ms_per_round']:.0f} ms", ""),
+        ("MQTT messages per round (nothing changed)", "", f"{r['messages_per_round']:.1f}"),
+        ("start → all online, state + discovery", "", f"{r['start_s']:.1f} s"),
+        ("/set → state seen, p50", f"{b['set_ms_p50']:.1f} ms", f"{r['set_ms_p50']:.1f} ms"),
+        ("/set → state seen, p99", f"{b['set_ms_p99']:.1f} ms", f"{r['set_ms_p99']:.1f} ms"),
+        ("  seen by a '#' subscriber, p50 / p99", "",
+         f"{r['set_ms_p50_hash_subscriber']:.1f} / {r['set_ms_p99_hash_subscriber']:.1f} ms"),
+        ("RSS", "", f"{r['rss_mib']:.0f} MiB"),
+        (f"{d['dead_devices']:.0f} devices dead: /set p50 / p99", "",
+         f"{d['set_ms_p50']:.1f} / {d['set_ms_p99']:.1f} ms"),
+        ("  healthy devices' state reads per interval (min / median)", "",
+         f"{d['state_reads_per_interval_min']:.2f} / {d['state_reads_per_interval_median']:.2f}"),
+    ]  # fmt: skip
+    out(f"\n{report.devices} devices, {report.machine['cpus']} CPUs, Python {report.machine['python']}")
+    out(f"{'measure':<58} {'bare library':>14} {'bridge':>16}")
+    for name, bare, bridge in rows:
+        out(f"{name:<58} {bare:>14} {bridge:>16}")
+
+
+def write_json(report: Report, path: Path) -> None:
+    """The figures as JSON."""
+    path.write_text(json.dumps(report.__dict__, indent=1, sort_keys=True), encoding="utf-8")

@@ -1,0 +1,1 @@
+"""WiFi: client presence across access points, and the guest WiFi QR code."""
