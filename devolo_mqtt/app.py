@@ -26,6 +26,7 @@ from devolo_mqtt.devices.discovery import Discovery
 from devolo_mqtt.devices.registry import DeviceRegistry
 from devolo_mqtt.log import REDACTOR
 from devolo_mqtt.mqtt import bridge_requests, inventory
+from devolo_mqtt.mqtt.device_output import MqttDeviceOutput
 from devolo_mqtt.mqtt.ha.configs import HaContext
 from devolo_mqtt.mqtt.ha.publisher import HaPublisher
 from devolo_mqtt.mqtt.instance import InstanceGuard
@@ -67,12 +68,13 @@ class Bridge:
             enabled=ha.enabled,
             # The monitor and the registry are built below (they publish through this).
             link_name=lambda mac: self.networks.name_for(mac),  # noqa: PLW0108
-            device_name=lambda node: self.registry.display_name(node),  # noqa: PLW0108
+            device_name=lambda node: self.output.display_name(node),  # noqa: PLW0108
             networks=lambda: self.networks.networks.keys(),  # noqa: PLW0108
             guest_qr=s.guest_wifi.publish_credentials,
         )
         names = MacNames(s.mac_names, s.data_dir / "mac_names.json")
-        self.registry = DeviceRegistry(s, self.publisher, self.ha, names, clock=clock)
+        self.output = MqttDeviceOutput(s, self.publisher, self.ha)
+        self.registry = DeviceRegistry(s, self.output, names, clock=clock)
         self.wifi = WifiTracker(
             s.wifi,
             names,
@@ -101,18 +103,18 @@ class Bridge:
                 forget=self.publisher.forget_network,
             ),
             watch=LinkWatch(s.data_dir / "plc_links.json"),
-            measured=self.registry.network_measured,
+            measured=self.output.network_measured,
             heartbeat=s.polling.heartbeat,
             clock=clock,
         )
-        self.registry.attach(networks=self.networks, wifi=self.wifi)
+        self.output.attach(self.registry, networks=self.networks, wifi=self.wifi)
         self.router = Router(
             self.topics,
             publisher=self.publisher,
             registry=self.registry,
             ha=self.ha,
             instance=self.instance,
-            requests=bridge_requests.Context(self.registry, self.ha, self.diagnostics),
+            requests=bridge_requests.Context(self.registry, self.output, self.ha, self.diagnostics),
         )
         # A call holds a shared slot for half a second at most (a healthy device answers in
         # milliseconds): dead devices, retried by the library for seconds, never stall the others.
@@ -179,7 +181,7 @@ class Bridge:
     def _farewell(self) -> list[Outgoing]:
         """At shutdown: every command in hand answered (`bridge stopping`), then every device offline."""
         self.registry.stop()
-        return [*self.registry.farewell(), *self.instance.farewell()]
+        return [*self.output.farewell(), *self.instance.farewell()]
 
     async def _watch_instances(self) -> None:
         try:

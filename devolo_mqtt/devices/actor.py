@@ -78,8 +78,8 @@ class DeviceClient(capabilities.DeviceClient, Protocol):
 ClientFactory = Callable[[str, str], DeviceClient]  # (ip, password) → the device's client
 
 
-class RuntimeHooks(Protocol):
-    """What a device runtime tells the bridge."""
+class DeviceOutput(Protocol):
+    """Everything a device reports (implemented once, on the MQTT side: `mqtt/device_output.py`)."""
 
     def device_identified(self, runtime: DeviceActor) -> None: ...
 
@@ -125,7 +125,7 @@ class DeviceActor:
         *,
         settings: Settings,
         client_factory: ClientFactory,
-        hooks: RuntimeHooks,
+        hooks: DeviceOutput,
         executor: Executor,
         clock: Clock,
         guest_duration: StoredInt,

@@ -20,12 +20,12 @@ from devolo_mqtt.settings import DeviceConfig
 log = structlog.get_logger("devolo_mqtt.devices.adapter")
 
 
-class AdapterHooks(Protocol):
-    """What an adapter tells the bridge."""
+class AdapterOutput(Protocol):
+    """What an adapter reports: the part of `devices.actor.DeviceOutput` it uses."""
 
-    def device_state(self, runtime: AdapterRuntime, state: dict[str, Json], *, force: bool) -> None: ...
+    def device_state(self, runtime: Any, state: dict[str, Json], *, force: bool) -> None: ...
 
-    def device_availability(self, runtime: AdapterRuntime) -> None: ...
+    def device_availability(self, runtime: Any) -> None: ...
 
     def event(self, kind: str, data: dict[str, Json]) -> None: ...
 
@@ -40,7 +40,7 @@ class AdapterRuntime:
         self,
         config: DeviceConfig,
         *,
-        hooks: AdapterHooks,
+        hooks: AdapterOutput,
         heartbeat: float,
         clock: Callable[[], float],
         now: Callable[[], datetime],

@@ -1,12 +1,12 @@
-"""The devices of this bridge: who they are (ids, configuration, refusals), their runtimes and
-supervision, and what their life means on MQTT — the RuntimeHooks of every device."""
+"""The devices of this bridge: which exist (configured, remembered, found over mDNS), their ids and
+refusals, and the supervision of each device's actor. What their life means on MQTT is the output's
+(`mqtt/device_output.py`)."""
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import asdict
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import structlog
 
@@ -15,25 +15,31 @@ from devolo_mqtt.core.backoff import Backoff
 from devolo_mqtt.core.capabilities import SourceKey
 from devolo_mqtt.core.clock import Clock, utc_now
 from devolo_mqtt.core.errors import DeviceRefusedError
-from devolo_mqtt.core.model import PLCNET, GuestWifi, Json, NeighborAp, Station
 from devolo_mqtt.core.names import MacNames
 from devolo_mqtt.core.store import JsonStore, StoredInt
-from devolo_mqtt.devices.actor import ClientFactory, DeviceActor
+from devolo_mqtt.devices.actor import ClientFactory, DeviceActor, DeviceOutput
 from devolo_mqtt.devices.adapter import AdapterRuntime
 from devolo_mqtt.devices.discovery import Found
-from devolo_mqtt.mqtt import inventory
-from devolo_mqtt.mqtt.ha.publisher import HaPublisher, Node
-from devolo_mqtt.mqtt.publisher import Publisher
-from devolo_mqtt.mqtt.session import Outgoing
 from devolo_mqtt.mqtt.topics import device_id_problem
-from devolo_mqtt.plc.monitor import NetworkMonitor
 from devolo_mqtt.settings import DeviceConfig, Settings
-from devolo_mqtt.wifi import guestqr
-from devolo_mqtt.wifi.tracker import WifiTracker
 
 log = structlog.get_logger("devolo_mqtt.devices.registry")
-NAME_WAIT = 10.0  # seconds discovery of an unnamed PLC device waits for its network's overview
 REMEMBER_DAYS = 7  # a device no run has reached for this long is no longer expected at start
+
+
+Node = DeviceActor | AdapterRuntime  # anything with a state topic
+
+
+class RegistryOutput(DeviceOutput, Protocol):
+    """What the registry itself reports: devices found, refused, renamed and the inventory."""
+
+    def discover(self, node: Node) -> None: ...
+
+    def forget(self, device_id: str) -> None: ...
+
+    def publish_inventory(self) -> None: ...
+
+    def answer(self, device_id: str, command: commands.Command, payload: dict[str, Any]) -> None: ...
 
 
 class DeviceRegistry:
@@ -42,22 +48,20 @@ class DeviceRegistry:
     def __init__(
         self,
         settings: Settings,
-        publisher: Publisher,
-        ha: HaPublisher,
+        output: RegistryOutput,
         names: MacNames,
         *,
         clock: Clock,
     ) -> None:
         self._settings = settings
-        self._out = publisher
-        self._ha = ha
+        self._out = output
         self.names = names
         self._clock = clock
         self.runtimes: dict[str, DeviceActor] = {}
         self._configs = [d for d in settings.devices if d.manageable]
         self.adapters: dict[str, AdapterRuntime] = {
             d.mac: AdapterRuntime(
-                d, hooks=self, heartbeat=settings.polling.heartbeat, clock=clock, now=utc_now
+                d, hooks=output, heartbeat=settings.polling.heartbeat, clock=clock, now=utc_now
             )
             for d in settings.devices
             if not d.manageable and d.enabled and d.mac
@@ -67,25 +71,14 @@ class DeviceRegistry:
             settings.data_dir / "guest_wifi.json", settings.guest_wifi.default_duration
         )
         self._refused: dict[str, str] = {}  # serial → why it is not bridged (logged once)
-        self._executor = commands.Executor(
-            answer=lambda device_id, c, p: publisher.set_result(
-                device_id, c.response_topic, c.correlation, p
-            ),
-            shared_changed=self._shared_changed,
-        )
+        self._executor = commands.Executor(answer=output.answer, shared_changed=self._shared_changed)
         self._group: asyncio.TaskGroup | None = None
         self._client_factory: ClientFactory | None = None
-        self.networks: NetworkMonitor | None = None
-        self.wifi: WifiTracker | None = None
         # Devices earlier runs reached, with their last address: known (and commandable) from the first
         # message on, before mDNS has found them again.
         self._known = JsonStore(settings.data_dir / "devices.json")
         self._remembered = _load_remembered(self._known.load())
         self._expected()
-
-    def attach(self, *, networks: NetworkMonitor, wifi: WifiTracker) -> None:
-        """The parts that are built from this registry and that it feeds in turn."""
-        self.networks, self.wifi = networks, wifi
 
     def _expected(self) -> None:
         """A runtime for every device configured by address and every device an earlier run reached:
@@ -112,10 +105,10 @@ class DeviceRegistry:
         """Adapters' discovery configs, then every expected device's task."""
         self._group, self._client_factory = group, client_factory
         for adapter in self.adapters.values():
-            self._ha.device(adapter)
+            self._out.discover(adapter)
         for runtime in list(self.runtimes.values()):
             self._start(runtime)
-        self.publish_inventory()
+        self._out.publish_inventory()
 
     def stop(self) -> None:
         """The bridge stops: every device answers the commands it holds (`bridge stopping`)."""
@@ -163,7 +156,7 @@ class DeviceRegistry:
             config,
             settings=self._settings,
             client_factory=self._client,
-            hooks=self,
+            hooks=self._out,
             executor=self._executor,
             clock=self._clock,
             guest_duration=self._guest_duration,
@@ -176,7 +169,7 @@ class DeviceRegistry:
             del self.runtimes[device_id]
             return
         if self._group is not None:
-            self.publish_inventory()
+            self._out.publish_inventory()
 
     def _client(self, ip: str, password: str) -> Any:
         assert self._client_factory is not None, "devices are started by start()"
@@ -206,7 +199,7 @@ class DeviceRegistry:
             if refused is not None:
                 self.runtimes.pop(runtime.id, None)
                 self._refuse(refused.serial, runtime.ip, refused.reason)
-                self.publish_inventory()
+                self._out.publish_inventory()
                 return
             await asyncio.sleep(backoff.next())
 
@@ -229,12 +222,10 @@ class DeviceRegistry:
         )
         return f"id {device_id!r} is already used by another device" if taken else None
 
-    # --- RuntimeHooks --------------------------------------------------------------------------------
-    def device_identified(self, runtime: DeviceActor) -> None:
-        """Settle the device's id, then publish discovery configs and inventory.
-
-        Raises DeviceRefusedError when the serial the device reports cannot become its id.
-        """
+    # --- ids ---------------------------------------------------------------------------------------------
+    def settle(self, runtime: DeviceActor) -> None:
+        """The device identified itself: its id becomes final (its serial, unless configured), and it is
+        remembered for the next run. Raises DeviceRefusedError when the serial cannot become its id."""
         if runtime.config is None or runtime.config.topic_id is None:
             serial = runtime.identity.serial
             if problem := self._id_problem(serial, runtime):
@@ -242,34 +233,6 @@ class DeviceRegistry:
                 raise DeviceRefusedError(serial, problem + hint)
             self._rename(runtime, serial)
         self._remember(runtime)
-        self._features_known(runtime, changed=False)
-        plc = runtime.identity.supports(PLCNET)
-        if plc and self.networks is not None:
-            self.networks.device_joined(runtime)  # its network's last overview: its name, if known
-        if plc and not runtime.named:
-            # Its name is in its network's overview, due in a moment: discovery waits for it (Home
-            # Assistant would otherwise create the device under its product name, then rename it).
-            asyncio.get_running_loop().call_later(NAME_WAIT, self._discover_unnamed, runtime)
-        else:
-            self._discover(runtime)
-        self.publish_inventory()
-
-    def identity_changed(self, runtime: DeviceActor) -> None:
-        """The live mDNS view changed (a late PLC service, new features or product): entities follow."""
-        self._features_known(runtime, changed=True)
-        if runtime.identity.supports(PLCNET) and self.networks is not None:
-            self.networks.device_joined(runtime)
-        self._discover(runtime)
-        self.publish_inventory()
-
-    def _features_known(self, runtime: DeviceActor, *, changed: bool) -> None:
-        identity = runtime.identity
-        if changed and not identity.supports("wifi1"):
-            self._out.neighbors(runtime.id, None)  # an access point no more: its lists go
-        if (changed or identity.supports("wifi1")) and not (
-            identity.supports("wifi1") and self._settings.guest_wifi.publish_credentials
-        ):
-            self._out.guest_qr(runtime.id, b"")  # a code from a run that published credentials goes
 
     def _remember(self, runtime: DeviceActor) -> None:
         """Keep the device (id, serial, address) for the next run's first messages."""
@@ -289,33 +252,6 @@ class DeviceRegistry:
             self._remembered[key] = entry
             self._known.save(self._remembered)
 
-    def _discover(self, node: Node) -> None:
-        """Discovery for a device, and for unnamed devices of the same product (their suffixes)."""
-        self._ha.device(node)
-        for other in self._alike(node):
-            self._ha.device(other)
-
-    def _alike(self, node: Node) -> list[Node]:
-        """Other unnamed devices of an unnamed device's product."""
-        if node.named or node.identity_ is None:
-            return []
-        product = node.identity_.product
-        return [
-            n
-            for n in self.nodes()
-            if n is not node and not n.named and n.identity_ is not None and n.identity_.product == product
-        ]
-
-    def _discover_unnamed(self, runtime: DeviceActor) -> None:
-        if self.runtimes.get(runtime.id) is runtime and runtime.identity_ is not None:
-            self._discover(runtime)  # no overview named it in time (none answered): go with the product
-
-    def display_name(self, node: Node) -> str:
-        """A node's name; unnamed devices of one product are told apart by the end of their serial."""
-        identity = node.identity_
-        alike = identity is not None and bool(self._alike(node))
-        return f"{node.name} ({identity.serial[-4:]})" if alike and identity else node.name
-
     def _rename(self, runtime: DeviceActor, device_id: str) -> None:
         if runtime.id == device_id:
             return
@@ -326,78 +262,11 @@ class DeviceRegistry:
         if was_provisional:
             self._out.forget(old)  # what versions before 0.2 left under the address-based id
 
-    def device_state(self, runtime: Node, state: dict[str, Json], *, force: bool) -> None:
-        """A device's state object (`force`: even when the broker holds the same one)."""
-        self._out.state(runtime.id, state, force=force)
-
-    def source_read(self, runtime: DeviceActor, source: SourceKey[Any], value: Any) -> None:
-        """Station lists go to the WiFi tracker, neighbouring networks to their own topic, the guest WiFi
-        to its QR code (when the user opted in)."""
-        if source == capabilities.GUEST and self._settings.guest_wifi.publish_credentials:
-            guest: GuestWifi = value
-            self._out.guest_qr(runtime.id, guestqr.png(guest.ssid, guest.key))
-        elif source == capabilities.STATIONS and self.wifi is not None:
-            stations: list[Station] = value
-            self.wifi.update_ap(runtime.id, stations)
-        elif source == capabilities.NEIGHBORS and not runtime.provisional:
-            neighbors: list[NeighborAp] = value
-            self._out.neighbors(runtime.id, {"networks": [asdict(n) for n in neighbors]})
-
-    def device_availability(self, runtime: Node) -> None:
-        """A device's availability; an access point going offline loses its clients."""
-        if runtime.online is False and isinstance(runtime, DeviceActor) and self.wifi is not None:
-            self.wifi.ap_lost(runtime.id)
-        if runtime.identity_ is not None or runtime.online is not None:
-            self._out.availability(runtime.id, online=bool(runtime.online))
-        self.publish_inventory()
-
-    def event(self, kind: str, data: dict[str, Json]) -> None:
-        """An event on `bridge/event`."""
-        self._out.event(kind, data)
-
     def _shared_changed(self, changed: commands.Device, key: SourceKey[Any]) -> None:
         source = capabilities.SOURCE_BY_KEY[key]
         for runtime in self.runtimes.values():
             if runtime is not changed and runtime.identity_ and runtime.identity_.supports(source.feature):
                 runtime.request_refresh((key,))
-
-    # --- what others ask of the devices --------------------------------------------------------------
-    def republish_states(self) -> None:
-        """Every state and availability again (Home Assistant came online)."""
-        for runtime in list(self.runtimes.values()):
-            runtime.publish_state(force=True)
-            self.device_availability(runtime)
-
-    def farewell(self) -> list[Outgoing]:
-        """Retained `offline` for every known device (at shutdown)."""
-        topics = self._out.topics
-        return [Outgoing(topics.availability(n.id), b"offline", 1, True) for n in self.nodes() if n.identity_]
-
-    def mac_renamed(self, mac: str) -> None:
-        """Re-publish everything that shows a MAC's name."""
-        if self.wifi is not None:
-            self.wifi.renamed(mac)
-        for node in self.nodes():
-            if node.identity_ is not None and node.identity_.mac == mac:
-                self._ha.device(node)
-
-    def network_measured(self, macs: list[str]) -> None:
-        """A PLC overview came in: new links get sensors (unchanged configs are skipped)."""
-        for node in self.nodes():
-            if node.identity_ is not None and node.identity_.mac in macs:
-                self._discover(node)
-        self.publish_inventory()
-
-    def publish_inventory(self) -> None:
-        """`bridge/devices`."""
-        items = [inventory.adapter_entry(a) for a in self.adapters.values()]
-        if self.networks is not None:
-            items += [
-                inventory.unmanaged_entry(mac, u, self.networks.name_for(mac, u.device.name))
-                for mac, u in self.networks.unmanaged.items()
-            ]
-        items += [inventory.device_entry(r) for r in self.runtimes.values()]
-        self._out.inventory(items)
 
     def configured_name(self, mac: str) -> str | None:
         """The name given to a PLC MAC: `mac_names`, else its device's configured name."""

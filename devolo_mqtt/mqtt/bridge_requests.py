@@ -12,6 +12,7 @@ from devolo_mqtt.core.errors import CommandError, DevoloMqttError
 from devolo_mqtt.core.inbound import BadPayload, decode_json
 from devolo_mqtt.core.mac import display_mac, normalise_mac
 from devolo_mqtt.devices.registry import DeviceRegistry
+from devolo_mqtt.mqtt.device_output import MqttDeviceOutput
 from devolo_mqtt.mqtt.ha.publisher import HaPublisher
 from devolo_mqtt.settings import MAX_NAME
 
@@ -21,6 +22,7 @@ class Context:
     """What requests may use: the devices, the discovery publisher and the bridge's self-description."""
 
     registry: DeviceRegistry
+    output: MqttDeviceOutput
     ha: HaPublisher
     diagnostics: Callable[[], dict[str, Any]]
 
@@ -78,7 +80,7 @@ async def _rename(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
     if name is not None and (not isinstance(name, str) or len(name) > MAX_NAME):
         raise CommandError("mac/rename", f"name must be a string of at most {MAX_NAME} characters, or null")
     ctx.registry.names.rename(mac, name)
-    ctx.registry.mac_renamed(mac)
+    ctx.output.mac_renamed(mac)
     return {"mac": display_mac(mac), "name": name or None}
 
 

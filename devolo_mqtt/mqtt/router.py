@@ -172,4 +172,4 @@ class Router:
     async def _ha_came_online(self) -> None:
         await asyncio.sleep(random.uniform(0.5, 3.0))  # let Home Assistant subscribe first
         self._ha_republish_pending = False
-        self._registry.republish_states()
+        self._requests.output.republish_states()

@@ -10,14 +10,12 @@ import structlog
 
 from devolo_mqtt.core import capabilities
 from devolo_mqtt.core.capabilities import PLC_VIEW
-from devolo_mqtt.devices.actor import DeviceActor
-from devolo_mqtt.devices.adapter import AdapterRuntime
+from devolo_mqtt.devices.registry import Node
 from devolo_mqtt.mqtt.ha import configs
 from devolo_mqtt.mqtt.ha.configs import DiscoveryLedger, HaContext, HaDevice, HaLink
 from devolo_mqtt.mqtt.publisher import Publisher
 
 log = structlog.get_logger("devolo_mqtt.ha")
-Node = DeviceActor | AdapterRuntime  # anything with a state topic
 
 
 class HaPublisher:
