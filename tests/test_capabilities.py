@@ -110,3 +110,14 @@ def test_ledger_publishes_only_changes_and_clears_removed() -> None:
     assert ledger.found_on_broker("ha/sensor/devolo_8/late/config", b"{}") is False
     assert ledger.update("devolo_8", {}) == [("ha/sensor/devolo_8/late/config", b"")]  # it showed up
     assert ledger.sweep({"devolo_1"}) == ["ha/sensor/devolo_9/gone/config"]
+
+
+def test_capabilities_announcements_name_existing_keys_and_fire_once() -> None:
+    """An announcing capability names a real state key; its event comes when it turns True, not again."""
+    for capability in capabilities.CAPABILITIES:
+        if capability.announce:
+            assert capability.announce[1] in capabilities.BY_KEY
+    before = {"update_available": False, "next_firmware": ""}
+    after = {"update_available": True, "next_firmware": "7.14"}
+    assert capabilities.announcements(before, after) == [("firmware_available", "7.14")]
+    assert capabilities.announcements(after, after) == []

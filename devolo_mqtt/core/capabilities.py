@@ -27,6 +27,7 @@ from devolo_mqtt.core.model import (
 )
 from devolo_mqtt.settings import PollingSettings
 
+WIFI = "wifi1"  # the Features flag of access points (guest WiFi, clients, neighbours, WPS)
 LOCATE_SECONDS = 120.0
 GUEST_MAX_MINUTES = 24 * 60
 # Two uptime readings that put the last restart less than this apart are the same restart (request
@@ -108,6 +109,8 @@ class Source:
     shared: bool = False  # one value across a WiFi mesh: a write refreshes every access point
     # How a new reading combines with the last one (e.g. keep a timestamp that only jittered).
     merge: Callable[[Any, Any], Any] | None = None
+    # Where a reading goes besides the state object (an output handles each kind).
+    also: Literal["guest_qr", "wifi_clients", "neighbors"] | None = None
 
     @property
     def name(self) -> str:
@@ -149,6 +152,8 @@ class Capability:
     refresh: tuple[SourceKey[Any], ...] = ()
     order: int = 0  # writes of one command run by ascending order
     ha: HaEntity | None = None
+    # An event when the value turns True: (its type, the state key whose value it carries as `version`).
+    announce: tuple[str, str] | None = None
 
     @property
     def writable(self) -> bool:
@@ -245,9 +250,9 @@ def _action(call: Callable[[DeviceClient], Awaitable[None]]) -> Callable[[Target
 SOURCES: tuple[Source, ...] = (
     Source(LEDS, "led", lambda p: p.state, lambda c: c.leds()),
     Source(RESTARTED, "restart", lambda p: p.uptime, lambda c: c.last_restart(), merge=same_restart),
-    Source(GUEST, "wifi1", lambda p: p.state, lambda c: c.guest(), shared=True),
-    Source(NEIGHBORS, "wifi1", lambda p: p.neighbors, lambda c: c.neighbors()),
-    Source(STATIONS, "wifi1", lambda p: p.wifi, lambda c: c.stations()),
+    Source(GUEST, WIFI, lambda p: p.state, lambda c: c.guest(), shared=True, also="guest_qr"),
+    Source(NEIGHBORS, WIFI, lambda p: p.neighbors, lambda c: c.neighbors(), also="neighbors"),
+    Source(STATIONS, WIFI, lambda p: p.wifi, lambda c: c.stations(), also="wifi_clients"),
     Source(FIRMWARE, "update", lambda p: p.firmware, lambda c: c.firmware_check()),
 )
 
@@ -271,7 +276,7 @@ CAPABILITIES: tuple[Capability, ...] = (
     ),
     Capability(
         "guest_wifi",
-        "wifi1",
+        WIFI,
         value=lambda r: on_off(g.enabled) if (g := _guest(r)) else None,
         parse=parse_on_off,
         write=_write_guest,
@@ -281,7 +286,7 @@ CAPABILITIES: tuple[Capability, ...] = (
     ),
     Capability(
         "guest_duration",
-        "wifi1",
+        WIFI,
         value=lambda r: r.guest_duration,
         parse=parse_minutes,
         write=_write_guest_duration,
@@ -298,7 +303,7 @@ CAPABILITIES: tuple[Capability, ...] = (
     ),
     Capability(
         "guest_remaining",
-        "wifi1",
+        WIFI,
         value=lambda r: (g.remaining if g.enabled else 0) if (g := _guest(r)) else None,
         ha=HaEntity(
             "sensor", "Guest WiFi remaining", icon="mdi:timer-sand", unit="min", device_class="duration"
@@ -306,7 +311,7 @@ CAPABILITIES: tuple[Capability, ...] = (
     ),
     Capability(
         "guest_ssid",
-        "wifi1",
+        WIFI,
         value=lambda r: g.ssid if (g := _guest(r)) else None,
         ha=HaEntity("sensor", "Guest WiFi SSID", icon="mdi:wifi", entity_category="diagnostic"),
     ),
@@ -320,6 +325,7 @@ CAPABILITIES: tuple[Capability, ...] = (
         "update_available",
         "update",
         value=lambda r: f.available if (f := _fw(r)) else None,
+        announce=("firmware_available", "next_firmware"),
         ha=HaEntity(
             "binary_sensor",
             "Firmware update",
@@ -355,7 +361,7 @@ CAPABILITIES: tuple[Capability, ...] = (
     ),
     Capability(
         "neighbor_aps",
-        "wifi1",
+        WIFI,
         value=lambda r: len(n) if (n := r.data(NEIGHBORS)) is not None else None,
         ha=HaEntity(
             "sensor",
@@ -380,7 +386,7 @@ CAPABILITIES: tuple[Capability, ...] = (
     ),
     Capability(
         "wifi_clients",
-        "wifi1",
+        WIFI,
         value=lambda r: len(s) if (s := r.data(STATIONS)) is not None else None,
         ha=HaEntity("sensor", "WiFi clients", icon="mdi:wifi", state_class="measurement"),
     ),
@@ -438,7 +444,7 @@ CAPABILITIES: tuple[Capability, ...] = (
     ),
     Capability(
         "wps",
-        "wifi1",
+        WIFI,
         kind="action",
         parse=parse_action,
         write=_action(lambda c: c.wps()),
@@ -462,6 +468,15 @@ SOURCE_BY_KEY: dict[SourceKey[Any], Source] = {s.key: s for s in SOURCES}
 def supported(identity: DeviceIdentity) -> list[Capability]:
     """The capabilities a device's features allow."""
     return [c for c in CAPABILITIES if identity.supports(c.feature)]
+
+
+def announcements(before: dict[str, Json], now: dict[str, Json]) -> list[tuple[str, Json]]:
+    """The events a new state brings: (type, version) for each announcing key that turned True."""
+    return [
+        (c.announce[0], now.get(c.announce[1]))
+        for c in CAPABILITIES
+        if c.announce and now.get(c.key) is True and before.get(c.key) is not True
+    ]
 
 
 def sources_for(identity: DeviceIdentity) -> list[Source]:

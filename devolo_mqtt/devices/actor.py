@@ -609,10 +609,8 @@ class DeviceActor:
         state = self.current_state()
         previous = self._published.last or {}
         if self._published.should_publish(state, force=force):
-            if state.get("update_available") is True and previous.get("update_available") is not True:
-                self._hooks.event(
-                    "firmware_available", {"device": self.id, "version": state.get("next_firmware")}
-                )
+            for kind, version in capabilities.announcements(previous, state):
+                self._hooks.event(kind, {"device": self.id, "version": version})
             self._hooks.device_state(self, {**state, "last_seen": iso(self.last_seen)}, force=force)
 
     def _set_online(self, online: bool, reason: str = "") -> None:

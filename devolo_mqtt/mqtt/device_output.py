@@ -80,11 +80,10 @@ class MqttDeviceOutput:
 
     def _features_known(self, runtime: DeviceActor, *, changed: bool) -> None:
         identity = runtime.identity
-        if changed and not identity.supports("wifi1"):
+        wifi = identity.supports(capabilities.WIFI)
+        if changed and not wifi:
             self._out.neighbors(runtime.id, None)  # an access point no more: its lists go
-        if (changed or identity.supports("wifi1")) and not (
-            identity.supports("wifi1") and self._settings.guest_wifi.publish_credentials
-        ):
+        if (changed or wifi) and not (wifi and self._settings.guest_wifi.publish_credentials):
             self._out.guest_qr(runtime.id, b"")  # a code from a run that published credentials goes
 
     def _discover(self, node: Node) -> None:
@@ -119,15 +118,15 @@ class MqttDeviceOutput:
         self._out.state(runtime.id, state, force=force)
 
     def source_read(self, runtime: DeviceActor, source: SourceKey[Any], value: Any) -> None:
-        """Station lists go to the WiFi tracker, neighbouring networks to their own topic, the guest WiFi
-        to its QR code (when the user opted in)."""
-        if source == capabilities.GUEST and self._settings.guest_wifi.publish_credentials:
+        """A reading that goes somewhere besides the state (the table's `Source.also`)."""
+        also = capabilities.SOURCE_BY_KEY[source].also
+        if also == "guest_qr" and self._settings.guest_wifi.publish_credentials:
             guest: GuestWifi = value
             self._out.guest_qr(runtime.id, guestqr.png(guest.ssid, guest.key))
-        elif source == capabilities.STATIONS and self._wifi is not None:
+        elif also == "wifi_clients" and self._wifi is not None:
             stations: list[Station] = value
             self._wifi.update_ap(runtime.id, stations)
-        elif source == capabilities.NEIGHBORS and not runtime.provisional:
+        elif also == "neighbors" and not runtime.provisional:
             neighbors: list[NeighborAp] = value
             self._out.neighbors(runtime.id, {"networks": [asdict(n) for n in neighbors]})
 

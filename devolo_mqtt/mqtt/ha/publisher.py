@@ -126,5 +126,5 @@ class HaPublisher:
             mac=identity.mac,
             ip=identity.ip,
             capabilities=tuple(capabilities.supported(identity)),
-            guest_qr=self._guest_qr and identity.supports("wifi1"),
+            guest_qr=self._guest_qr and identity.supports(capabilities.WIFI),
         )
