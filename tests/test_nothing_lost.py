@@ -14,7 +14,7 @@ from devolo_mqtt.app import Bridge
 from devolo_mqtt.tools.emulator.scenario import Scenario
 from devolo_mqtt.tools.emulator.world import Fault
 from tests.conftest import StartEmulator, bridge_settings
-from tests.helpers import Broker, Probe, Proxy, publish, retained
+from tests.helpers import Broker, Probe, Proxy, publish, retained, until
 
 ROUTER, WIFI_NEXT = "1000000000000001", "1000000000000002"
 REQUEST_TIMEOUT = 2.0  # bridge_settings' polling.request_timeout
@@ -23,14 +23,15 @@ REQUEST_TIMEOUT = 2.0  # bridge_settings' polling.request_timeout
 @contextlib.asynccontextmanager
 async def bridge(
     settings_port: int, broker: Broker, base_topic: str, tmp_path: Path, **mqtt: float
-) -> AsyncIterator[asyncio.Task[None]]:
+) -> AsyncIterator[tuple[Bridge, asyncio.Task[None]]]:
     """A bridge (through `settings_port`), stopped the way SIGTERM stops it."""
     settings = bridge_settings(
         broker, base_topic, data_dir=str(tmp_path), mqtt={"port": settings_port, **mqtt}
     )
-    task = asyncio.create_task(Bridge(settings).run())
+    running = Bridge(settings)
+    task = asyncio.create_task(running.run())
     try:
-        yield task
+        yield running, task
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -83,12 +84,13 @@ async def test_lost_stop_answers_every_command_in_hand_once(
     """Commands running and queued behind a slow device when the bridge stops: each answered
     `bridge stopping`, once, before the bridge's `offline`."""
     emulator = await start_emulator(demo_scenario)
-    async with bridge(broker.port, broker, base_topic, tmp_path, session_expiry=0) as task:
+    async with bridge(broker.port, broker, base_topic, tmp_path, session_expiry=0) as (running, task):
         await probe.wait_json(f"{base_topic}/{WIFI_NEXT}", lambda s: s.get("leds") == "ON", within=20)
         emulator.set_fault(WIFI_NEXT, Fault.SLOW, slow_seconds=1.5)  # answers, slowly: stays online
         for value in ("OFF", "ON", "OFF", "ON"):
             await publish(broker, f"{base_topic}/{WIFI_NEXT}/set/leds", value, qos=1)
-        await asyncio.sleep(0.5)  # the first is running, the others wait
+        actor = running.runtimes[WIFI_NEXT]
+        await until(lambda: actor.commands_in_hand == 4, what="the first running, the others waiting")
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     await asyncio.sleep(0.5)

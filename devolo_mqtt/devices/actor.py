@@ -268,6 +268,11 @@ class DeviceActor:
             self._commands.append(_Pending(command, self._clock() + wait + self._polling.request_timeout))
             self._wake.set()
 
+    @property
+    def commands_in_hand(self) -> int:
+        """Commands waiting or running (each will be answered)."""
+        return len(self._commands) + (self._running is not None)
+
     def request_refresh(self, sources: Collection[SourceKey[Any]] | None = None) -> None:
         """Read these sources (all when None) soon; requests coalesce until the read starts. Ignored
         while the device is offline (its probe reads everything when it is back)."""
