@@ -6,7 +6,7 @@ import json
 
 from devolo_mqtt.core import capabilities
 from devolo_mqtt.core.capabilities import CAPABILITIES, SOURCES, parse_minutes, parse_on_off
-from devolo_mqtt.core.model import API, PLC, PLCNET
+from devolo_mqtt.core.model import API, PLC, PLCNET, Json
 from devolo_mqtt.mqtt.ha.configs import DiscoveryLedger
 from devolo_mqtt.mqtt.topics import Topics
 
@@ -117,7 +117,7 @@ def test_capabilities_announcements_name_existing_keys_and_fire_once() -> None:
     for capability in capabilities.CAPABILITIES:
         if capability.announce:
             assert capability.announce[1] in capabilities.BY_KEY
-    before = {"update_available": False, "next_firmware": ""}
-    after = {"update_available": True, "next_firmware": "7.14"}
+    before: dict[str, Json] = {"update_available": False, "next_firmware": ""}
+    after: dict[str, Json] = {"update_available": True, "next_firmware": "7.14"}
     assert capabilities.announcements(before, after) == [("firmware_available", "7.14")]
     assert capabilities.announcements(after, after) == []
