@@ -127,8 +127,9 @@ class Bridge:
         return self.registry.runtimes
 
     def diagnostics(self) -> dict[str, Any]:
-        """`bridge/request/diagnostics`: a redacted snapshot for bug reports."""
-        return inventory.diagnostics(
+        """`bridge/request/diagnostics`: a redacted snapshot for bug reports (with the bridge's asyncio
+        tasks: one per device and a few of its own)."""
+        snapshot = inventory.diagnostics(
             self.settings,
             uptime=self._clock() - self._started,
             connected=self.mqtt.connected.is_set(),
@@ -139,6 +140,7 @@ class Bridge:
                 n: sorted(display_mac(m) for m in net.macs) for n, net in self.networks.networks.items()
             },
         )
+        return {**snapshot, "tasks": len(asyncio.all_tasks())}
 
     # --- running -------------------------------------------------------------------------------------
     async def run(self) -> None:

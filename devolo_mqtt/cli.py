@@ -67,6 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--rounds", type=int, default=6, help="rounds of the bare library loop (5 s apart)")
     bench.add_argument("--interval", type=float, default=5.0, help="the bridge's state poll interval")
     bench.add_argument("--json", type=Path, help="also write the figures to this file")
+    bench.add_argument(
+        "--configured", action="store_true", help="devices configured by serial + ip, mDNS browsing off"
+    )
     diagnostics = sub.add_parser(
         "diagnostics", help="print a running bridge's diagnostics (redacted, for bug reports)"
     )
@@ -227,6 +230,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             window=args.window,
             commands=args.commands,
             interval=args.interval,
+            configured=args.configured,
             out=functools.partial(print, flush=True),
         )
         if args.json:

@@ -12,22 +12,26 @@ import pytest
 
 
 @pytest.mark.timeout(180)
-def test_bench_smoke_run_prints_the_table_and_writes_every_figure(tmp_path: Path) -> None:
-    """`devolo-mqtt bench` with five devices and a 1 s poll: every device online, nothing published
-    while nothing changes, every /set answered, the dead device's neighbours polled on time."""
+@pytest.mark.parametrize("configured", [False, True])
+def test_bench_smoke_run_prints_the_table_and_writes_every_figure(tmp_path: Path, configured: bool) -> None:
+    """`devolo-mqtt bench` with five devices and a 1 s poll, found by mDNS or configured by serial + ip:
+    every device online, nothing published while nothing changes, every /set answered, the dead
+    device's neighbours polled on time, about one task per device."""
     out = tmp_path / "bench.json"
     result = subprocess.run(
         [sys.executable, "-m", "devolo_mqtt", "bench", "--devices", "5", "--interval", "1",
-         "--window", "3", "--commands", "10", "--rounds", "2", "--json", str(out)],
+         "--window", "3", "--commands", "10", "--rounds", "2", "--json", str(out),
+         *(["--configured"] if configured else [])],
         capture_output=True, text=True, timeout=170, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "ratio bridge / bare" in result.stdout and "/set → state seen, p50" in result.stdout
     report = json.loads(out.read_text(encoding="utf-8"))
-    assert report["devices"] == 5
+    assert report["devices"] == 5 and report["configured"] is configured
     bare, bridge, dead = report["bare"], report["bridge"], report["dead"]
     assert bare["cpu_ms_per_round"] > 0 and bridge["cpu_ms_per_round"] > 0
     assert bridge["messages_per_round"] == 0  # nothing changes on the emulated devices
     assert 0 < bridge["set_ms_p50"] <= bridge["set_ms_p99"] < 5000
     assert 0 < bridge["start_s"] < 60 and bridge["rss_mib"] > 10
+    assert 1 <= bridge["tasks_per_device"] < 5  # one actor each, and the bridge's few own tasks
     assert dead["dead_devices"] == 1 and dead["state_reads_per_interval_min"] > 0.5

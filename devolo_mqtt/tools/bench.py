@@ -56,6 +56,7 @@ class Report:
 
     machine: dict[str, Any]
     devices: int
+    configured: bool = False
     bare: dict[str, float] = field(default_factory=dict)
     bridge: dict[str, float] = field(default_factory=dict)
     dead: dict[str, float] = field(default_factory=dict)
@@ -184,6 +185,7 @@ class Watcher:
         self.discovered: set[str] = set()
         self.changed = asyncio.Event()
         self.topics: dict[str, int] = {}
+        self.diagnostics: dict[str, Any] | None = None
 
     async def run(self) -> None:
         """Record until cancelled."""
@@ -193,6 +195,8 @@ class Watcher:
             self.count += 1
             self.topics[topic] = self.topics.get(topic, 0) + 1
             parts = topic.split("/")
+            if topic == f"{BASE}/bridge/response/diagnostics":
+                self.diagnostics = json.loads(raw)
             if topic.startswith(f"{PREFIX}/") and raw and len(parts) > 2:
                 self.discovered.add(parts[2].removeprefix("devolo_"))
             elif len(parts) == 2 and raw[:1] == b"{":
@@ -211,6 +215,14 @@ class Watcher:
                 await self.changed.wait()
 
 
+async def _tasks(client: aiomqtt.Client, watcher: Watcher) -> float:
+    """The bridge's asyncio tasks, as its diagnostics tell."""
+    await client.publish(f"{BASE}/bridge/request/diagnostics", b"{}", qos=1)
+    await watcher.until(lambda: watcher.diagnostics is not None, 30)
+    assert watcher.diagnostics is not None
+    return float(watcher.diagnostics["data"]["tasks"])
+
+
 async def set_latencies(
     user: Watcher, everything: Watcher, serials: list[str], commands: int, rng: random.Random
 ) -> tuple[list[float], list[float]]:
@@ -221,7 +233,8 @@ async def set_latencies(
         serial = rng.choice(serials)
         wanted = "OFF" if user.leds.get(serial) == "ON" else "ON"
         began = time.perf_counter()
-        await user.client.publish(f"{BASE}/{serial}/set/leds", wanted)
+        # QoS 1, as Home Assistant sends it (the discovery configs ask for it).
+        await user.client.publish(f"{BASE}/{serial}/set/leds", wanted, qos=1)
         await user.until(lambda s=serial, w=wanted: user.leds.get(s) == w, 30)  # type: ignore[misc]
         mine.append(time.perf_counter() - began)
         await everything.until(lambda s=serial, w=wanted: everything.leds.get(s) == w, 30)  # type: ignore[misc]
@@ -229,8 +242,10 @@ async def set_latencies(
     return mine, all_topics
 
 
-def _bridge_config(workdir: Path, port: int, base: str, interval: float) -> Path:
-    config = {
+def _bridge_config(
+    workdir: Path, port: int, base: str, interval: float, configured: dict[str, str] | None
+) -> Path:
+    config: dict[str, Any] = {
         "mqtt": {"host": "127.0.0.1", "port": port, "base_topic": BASE, "client_id": "devolo-mqtt-bench"},
         "homeassistant": {"discovery_prefix": PREFIX},
         "discovery": {"interfaces": ["127.0.0.1"], "networks": [f"{base.rsplit('.', 1)[0]}.0/24"]},
@@ -242,6 +257,9 @@ def _bridge_config(workdir: Path, port: int, base: str, interval: float) -> Path
         "data_dir": str(workdir / "data"),
         "logging": {"level": "WARNING"},
     }
+    if configured is not None:  # the VLAN recipe: every device by serial and address, no browsing
+        config["devices"] = [{"serial": serial, "ip": ip} for serial, ip in configured.items()]
+        config["discovery"] = {"enabled": False}
     path = workdir / "bench.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     return path
@@ -256,13 +274,14 @@ async def run_bench(  # noqa: PLR0915 - one measurement after the other reads be
     dead_fraction: float = 0.1,
     seed: int = 1,
     interval: float = STATE_INTERVAL,
+    configured: bool = False,
     out: Callable[[str], None] = print,
 ) -> Report:
     """One benchmark run; the figures."""
     if count > 250:
         raise ConfigError("at most 250 devices (one loopback /24)", field="--devices")
     rng = random.Random(seed)
-    report = Report(_machine(), count)
+    report = Report(_machine(), count, configured)
     base = f"127.0.{rng.randint(100, 250)}.1"
     async with AsyncExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="devolo-mqtt-bench-")))
@@ -288,7 +307,9 @@ async def run_bench(  # noqa: PLR0915 - one measurement after the other reads be
         for task in (asyncio.create_task(watcher.run()), asyncio.create_task(user.run())):
             stack.callback(task.cancel)
         started = time.perf_counter()
-        config = str(_bridge_config(workdir, port, base, interval))
+        config = str(
+            _bridge_config(workdir, port, base, interval, emulated.addresses if configured else None)
+        )
         quiet = asyncio.subprocess.DEVNULL
         bridge = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -327,6 +348,7 @@ async def run_bench(  # noqa: PLR0915 - one measurement after the other reads be
         report.bridge["cpu_ms_per_round"] = (_cpu_seconds(bridge.pid) - cpu) / poll_rounds * 1000
         report.bridge["messages_per_round"] = (watcher.count - messages) / poll_rounds
         report.bridge["rss_mib"] = _rss_mib(bridge.pid)
+        report.bridge["tasks_per_device"] = await _tasks(client, watcher) / count
         out(
             f"  bridge: {report.bridge['cpu_ms_per_round']:.0f} ms CPU per round, "
             f"{report.bridge['messages_per_round']:.1f} messages per round, "
@@ -396,12 +418,15 @@ def _table(report: Report, out: Callable[[str], None]) -> None:
         ("  seen by a '#' subscriber, p50 / p99", "",
          f"{r['set_ms_p50_hash_subscriber']:.1f} / {r['set_ms_p99_hash_subscriber']:.1f} ms"),
         ("RSS", "", f"{r['rss_mib']:.0f} MiB"),
+        ("asyncio tasks per device", "", f"{r['tasks_per_device']:.2f}"),
         (f"{d['dead_devices']:.0f} devices dead: /set p50 / p99", "",
          f"{d['set_ms_p50']:.1f} / {d['set_ms_p99']:.1f} ms"),
         ("  healthy devices' state reads per interval (min / median)", "",
          f"{d['state_reads_per_interval_min']:.2f} / {d['state_reads_per_interval_median']:.2f}"),
     ]  # fmt: skip
-    out(f"\n{report.devices} devices, {report.machine['cpus']} CPUs, Python {report.machine['python']}")
+    how = "configured by serial + ip" if report.configured else "found by mDNS"
+    machine = f"{report.machine['cpus']} CPUs, Python {report.machine['python']}"
+    out(f"\n{report.devices} devices ({how}), {machine}")
     out(f"{'measure':<58} {'bare library':>14} {'bridge':>16}")
     for name, bare, bridge in rows:
         out(f"{name:<58} {bare:>14} {bridge:>16}")
