@@ -165,6 +165,7 @@ class Bridge:
                 subscriptions=self.router.subscriptions,
                 before_publishing=self.instance.check,
                 on_early_message=self.router.on_early_message,
+                on_disconnect=lambda: heartbeat.write(self.settings.data_dir, connected=False),
             )
             group.create_task(self.mqtt.run(hooks), name="devolo_mqtt.mqtt")
             group.create_task(self._watch_instances(), name="devolo_mqtt.instance")

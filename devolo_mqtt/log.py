@@ -4,6 +4,7 @@ the same processors, and a redaction processor that every line passes — secret
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import sys
@@ -92,9 +93,31 @@ def configure(
     # httpx logs every request at INFO: that is debug detail for us.
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if level.upper() == "DEBUG" else logging.WARNING)
+    zeroconf = logging.getLogger("zeroconf")
+    if not any(isinstance(f, QuietNetworkErrors) for f in zeroconf.filters):
+        zeroconf.addFilter(QuietNetworkErrors())
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=False,
     )
+
+
+# An interface that went away (a container network removed, Wi-Fi down, a VPN closed): mDNS sends on
+# it fail until zeroconf notices. That is an event to mention, not a traceback.
+_GONE_INTERFACE = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL, errno.ENODEV, errno.ENETDOWN}
+
+
+class QuietNetworkErrors(logging.Filter):
+    """zeroconf's records about a vanished interface become one INFO line without a traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite matching records in place; every record passes."""
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, OSError) and error.errno in _GONE_INTERFACE:
+            record.msg = f"{record.getMessage()} (an interface went away: {error.strerror})"
+            record.args = None
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextvars
 import ipaddress
+import os
 import re
 from ipaddress import IPv4Network
 from pathlib import Path
@@ -41,7 +42,7 @@ def _read_secret(value: SecretStr | None, file: Path | None, field: str) -> Secr
     try:
         return SecretStr(file.read_text(encoding="utf-8").strip())
     except OSError as err:
-        raise ValueError(f"{field}_file: cannot read {file}: {err.strerror}") from None
+        raise ValueError(f"{field}_file: cannot read {file}: {err.strerror}{_who(err)}") from None
 
 
 class _Section(BaseModel):
@@ -290,7 +291,7 @@ class _YamlSource(PydanticBaseSettingsSource):
         try:
             loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
         except OSError as err:
-            raise ConfigError(f"{path}: cannot read: {err.strerror}", field="--config") from None
+            raise ConfigError(f"{path}: cannot read: {err.strerror}{_who(err)}", field="--config") from None
         except yaml.YAMLError as err:
             raise ConfigError(f"{path}: not valid YAML: {err}", field="--config") from None
         if loaded is not None and not isinstance(loaded, dict):
@@ -333,3 +334,10 @@ def _message(item: Any) -> tuple[str, str]:
 def _describe(err: ValidationError) -> str:
     lines = [": ".join(_message(item)) for item in err.errors()]
     return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def _who(err: OSError) -> str:
+    """For a refused read: which user needs access (in a container, not the one on the host)."""
+    if not isinstance(err, PermissionError) or not hasattr(os, "geteuid"):
+        return ""
+    return f" (the bridge runs as uid {os.geteuid()}, gid {os.getegid()}: that user needs read access)"

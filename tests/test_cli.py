@@ -17,6 +17,8 @@ import pytest
 import yaml
 
 from devolo_mqtt import __version__
+from devolo_mqtt.core.errors import ConfigError
+from devolo_mqtt.settings import load_settings
 from devolo_mqtt.tools.emulator.scenario import Scenario
 from tests.conftest import StartEmulator
 from tests.helpers import Broker, Probe, cli_config, retained
@@ -74,6 +76,28 @@ def test_cli_bad_config_exits_2_naming_the_field(
     result = cli(command, "--config", str(path))
     assert result.returncode == 2
     assert field in result.stderr
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to act as another user"
+)
+def test_cli_unreadable_config_names_the_user_who_needs_access(tmp_path: Path) -> None:
+    """A config file of mode 600 owned by root (a careful user's choice in Docker), read as the image's
+    user would: a configuration error that says which uid and gid need read access."""
+    path = tmp_path / "config.yaml"
+    path.write_text("device_password: secret\n", encoding="utf-8")
+    path.chmod(0o600)
+    tmp_path.chmod(0o755)
+    os.setegid(65534)
+    os.seteuid(65534)
+    try:
+        with pytest.raises(ConfigError) as refused:
+            load_settings(path)
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+    assert "Permission denied" in str(refused.value) and "uid 65534, gid 65534" in str(refused.value)
+    assert refused.value.field == "--config"
 
 
 def test_cli_env_overrides_and_secret_files(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from devolo_mqtt import heartbeat
 from devolo_mqtt.app import Bridge
 from devolo_mqtt.tools.emulator.scenario import Scenario
 from devolo_mqtt.tools.emulator.world import Fault
@@ -141,16 +142,20 @@ async def test_lost_back_within_seconds_of_the_broker(
     base_topic: str,
     tmp_path: Path,
 ) -> None:
-    """A broker away for 8 s, with the default 60 s back-off ceiling: the bridge is online again within
-    a few seconds of its return (it does not sleep through a doubling back-off)."""
+    """A broker away for 8 s, with the default 60 s back-off ceiling: the health file says disconnected
+    at once, and the bridge is online again within a few seconds of the broker's return (it does not
+    sleep through a doubling back-off)."""
     await start_emulator(demo_scenario)
     relay = Proxy(broker.port)
     await relay.start()
     try:
         async with bridge(relay.port, broker, base_topic, tmp_path, reconnect_min=1, reconnect_max=60):
             await probe.wait_for(f"{base_topic}/bridge/state", lambda m: m.payload == b"online", within=20)
+            assert heartbeat.check(tmp_path)[0]
             relay.go_away()
             await probe.wait_for(f"{base_topic}/bridge/state", lambda m: m.payload == b"offline")
+            # The health check says so at once, not at the next housekeeping minute.
+            await until(lambda: not heartbeat.check(tmp_path)[0], within=5, what="health: disconnected")
             await asyncio.sleep(8)  # a doubling back-off would now wait 8 s more
             await relay.come_back()
             back = asyncio.get_running_loop().time()

@@ -153,15 +153,20 @@ def test_packaging_compose_file_as_documented() -> None:
     assert bridge["restart"] == mosquitto["restart"] == "unless-stopped"
     assert "./config:/config:ro" in bridge["volumes"] and "devolo-data:/data" in bridge["volumes"]
     assert "mosquitto-data:/mosquitto/data" in mosquitto["volumes"]
-    conf = compose["configs"][mosquitto["configs"][0]["source"]]["content"]
+    # The broker's configuration is a file of the repository, mounted read-only: every Compose
+    # implementation (podman-compose, older Docker Compose) mounts files; not all know inline `configs`.
+    assert "configs" not in compose and "configs" not in mosquitto
+    mount = next(v for v in mosquitto["volumes"] if v.endswith(":/mosquitto/config/mosquitto.conf:ro"))
+    conf = (ROOT / mount.split(":")[0]).read_text(encoding="utf-8")
     assert "persistence true" in conf and "listener 1883" in conf
+    assert "set_tcp_nodelay true" in conf  # no Nagle delay between a PUBACK and the new state
     assert set(compose["volumes"]) == {"mosquitto-data", "mosquitto-users", "devolo-data"}
     # Nothing overrides the config file's settings (an environment variable beats `mqtt.host`).
     assert not any(k.startswith("DEVOLO_MQTT_") for k in bridge.get("environment", {}))
     # The anonymous broker is reachable from this machine only, until users are set up.
     assert mosquitto["ports"] == ["127.0.0.1:1883:1883"] and "allow_anonymous true" in conf
     text = (ROOT / "docker-compose.yml").read_text(encoding="utf-8")
-    assert "Compose 2.23.1" in text and "mkdir -p config" in text and "mosquitto_passwd" in text
+    assert "mkdir -p config" in text and "mosquitto_passwd" in text and "1000:1000" in text
 
 
 def test_packaging_dockerfile_slim_nonroot_healthcheck_and_real_entrypoint() -> None:
@@ -172,6 +177,14 @@ def test_packaging_dockerfile_slim_nonroot_healthcheck_and_real_entrypoint() -> 
     final = lines[lines.index(froms[1]) :]
     assert any(ln.startswith("USER ") and "root" not in ln for ln in final)
     assert not any("gcc" in ln or "build-essential" in ln for ln in final)
+    # No dead layer: the final stage copies the built virtualenv, never wheels it deletes later.
+    assert not any("/wheels" in ln for ln in final)
+    assert any(ln.startswith("COPY --from=build /opt/devolo-mqtt") for ln in final)
+    # Fixed, documented ids (a system user would get whatever gid is free).
+    assert any("groupadd --gid" in ln for ln in final) and any("useradd --uid" in ln for ln in final)
+    # The build context leaves out the configuration (the device password), data and .git.
+    ignored = (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+    assert ignored[ignored.index("*")] == "*" and "!config" not in "".join(ignored)
     health = next(ln for ln in lines if ln.startswith('CMD ["devolo-mqtt", "health"]'))
     assert health
     entry = json.loads(next(ln for ln in lines if ln.startswith("ENTRYPOINT ")).removeprefix("ENTRYPOINT "))

@@ -4,6 +4,7 @@ presence (roams, grace period, random MACs), PLC network identity."""
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -279,3 +280,31 @@ def test_memory_give_back_returns_freed_heap_pages() -> None:
     assert memory.give_back()
     assert before - _rss_mib() > 30, (before, _rss_mib())
     assert len(survivors) == 2500
+
+
+def test_log_vanished_interface_is_one_info_line_without_traceback() -> None:
+    """zeroconf failing to send on an interface that went away (a container network removed): one
+    INFO line that says so, no traceback; other zeroconf errors keep theirs."""
+    import io  # noqa: PLC0415
+    import logging  # noqa: PLC0415
+
+    import structlog  # noqa: PLC0415
+
+    from devolo_mqtt import log  # noqa: PLC0415
+
+    stream = io.StringIO()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    log.configure("INFO", "json", stream=stream)
+    try:
+        zeroconf = logging.getLogger("zeroconf")
+        gone = OSError(101, "Network is unreachable")
+        zeroconf.warning("Error sending through socket %d", 7, exc_info=gone)
+        zeroconf.warning("Something else", exc_info=ValueError("bad"))
+    finally:
+        root.handlers[:], root.level = handlers, level
+        structlog.reset_defaults()
+    first, second = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert first["level"] == "info" and "interface went away: Network is unreachable" in first["event"]
+    assert "socket 7" in first["event"] and "exception" not in first
+    assert second["level"] == "warning" and "ValueError" in second["exception"]

@@ -98,6 +98,7 @@ class SessionHooks:
     # for `on_message` until after.
     before_publishing: Callable[[Send], Coroutine[Any, Any, None]] | None = None
     on_early_message: Callable[[aiomqtt.Message], bool] | None = None
+    on_disconnect: Callable[[], None] = lambda: None  # the session dropped (the health file says so now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +197,8 @@ class MqttSession:
                 delay = backoff.next()
                 was_connected = self.connected.is_set()
                 self.connected.clear()
+                if was_connected:
+                    self._hooks.on_disconnect()
                 if _reason_code(err) == _SESSION_TAKEN_OVER:
                     raise DuplicateInstanceError(
                         f"another client connected to the broker with this bridge's client id "
