@@ -28,12 +28,15 @@ class ManualClock:
     def __init__(self, start: float = 1000.0) -> None:
         self.t = start
         self._sleepers: list[tuple[float, asyncio.Future[Any]]] = []
+        self.spins = 0  # waits that ended at once because their deadline had passed (a busy loop shows here)
 
     def __call__(self) -> float:
         return self.t
 
     async def wait(self, wake: asyncio.Event, deadline: float) -> None:
         if wake.is_set() or deadline <= self.t:
+            self.spins += deadline <= self.t and not wake.is_set()
+            await asyncio.sleep(0)  # as the real clock: a turn for the others
             return
         timer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         entry = (deadline, timer)

@@ -45,6 +45,7 @@ class MonotonicClock:
         """Return when `wake` is set or `deadline` has come, whichever is first."""
         delay = deadline - time.monotonic()
         if delay <= 0 or wake.is_set():
+            await asyncio.sleep(0)  # a turn for the others: a loop due again at once never starves them
             return
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(delay if delay < _FOREVER else None):

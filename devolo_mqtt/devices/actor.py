@@ -39,7 +39,9 @@ from devolo_mqtt.settings import DeviceConfig, Settings
 log = structlog.get_logger("devolo_mqtt.devices.actor")
 _FIRST_RETRY = 5.0
 MAX_QUEUED_COMMANDS = 100
-IDENTITY_CHECK = 5.0  # seconds between looks at the library's live mDNS view of the device
+# Seconds between looks at the library's live mDNS view of an idle device (it is also looked at after
+# every poll round): a service that answers late shows within this long.
+IDENTITY_CHECK = 15.0
 _WHOLE_POLL = 0.25  # seconds between looks while an identity is being completed at connect
 
 
@@ -405,10 +407,20 @@ class DeviceActor:
                     raise _ReconnectError  # offline and nothing to probe with: only a connect tells
                 await self._poll_round(due, first=first)
                 first = False
+                self._identity_at = min(self._identity_at, self._clock())  # looked at with the round
             else:
-                self.publish_state()  # the locate expiry or the heartbeat, if either is due
+                self._on_time()
                 await self._clock.wait(self._wake, self._next_wake())
             honour_cancellation()
+
+    def _on_time(self) -> None:
+        """What an idle wake-up may be for besides the inbox: the locate expiry, the heartbeat."""
+        now = self._clock()
+        if 0 < self._locate_until <= now:
+            self._locate_until = 0.0
+            self.publish_state()
+        elif now >= self._published.due_at:
+            self.publish_state()
 
     def _take_moves(self) -> None:
         if self._moved_to is not None:
@@ -474,11 +486,11 @@ class DeviceActor:
         now = self._clock()
         times = [self._identity_at, self._next_command_deadline()]
         if self.online:
-            times += self._due.values()
+            times += (self._due.get(s.key, now) for s in self._sources())
             times.append(self._published.due_at)
         elif self.online is False:
             times.append(self._probe_at)
-        if self._locate_until > now:
+        if self._locate_until > 0:
             times.append(self._locate_until)
         return min(times)
 
@@ -585,10 +597,11 @@ class DeviceActor:
             f for f in ("features", "mac", "product", "mt", "ip") if getattr(live, f) != getattr(before, f)
         )
         if not changed:
-            return  # the firmware alone: `publish_state` notices it
+            self.publish_state()  # the firmware alone: `publish_state` handles it (a fresh update check)
+            return
         self._log.info("device_identity_changed", changed=changed)
-        for source in self._sources():
-            self._due.setdefault(source.key, self._clock())  # new sources are read now
+        sources = self._sources()
+        self._due = {s.key: self._due.get(s.key, self._clock()) for s in sources}  # new ones: now
         self._hooks.identity_changed(self)
         self.publish_state(force=True)
 
