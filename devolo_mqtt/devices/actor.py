@@ -42,6 +42,7 @@ MAX_QUEUED_COMMANDS = 100
 # Seconds between looks at the library's live mDNS view of an idle device (it is also looked at after
 # every poll round): a service that answers late shows within this long.
 IDENTITY_CHECK = 15.0
+SLOW_SOURCES_AFTER = 1.0  # seconds after a connect before the slower sources are first read
 _WHOLE_POLL = 0.25  # seconds between looks while an identity is being completed at connect
 
 
@@ -467,7 +468,14 @@ class DeviceActor:
         return [s for s in capabilities.sources_for(self.identity_) if s.key not in self._unsupported]
 
     def _schedule_all(self, at: float) -> None:
-        self._due = {s.key: at for s in self._sources()}
+        """Everything is read now — the state's sources, that is; the slower ones (firmware check, WiFi
+        clients, neighbours, last restart) a moment later, so that when many devices connect at once
+        (a start) every device's LEDs and guest WiFi are in before anyone's firmware check."""
+        state = self._polling.state
+        self._due = {
+            s.key: at if s.interval(self._polling) <= state else at + SLOW_SOURCES_AFTER
+            for s in self._sources()
+        }
 
     def _due_sources(self) -> list[Source]:
         if not self.online:

@@ -92,7 +92,7 @@ class Publisher:
 
     def config(self, topic: str, text: str | bytes, *, force: bool = False) -> None:
         """A Home Assistant discovery config (retained, QoS 1; empty text removes it)."""
-        self.mqtt.publish(topic, text, retain=True, qos=1, force=force)
+        self.mqtt.publish(topic, text, retain=True, qos=1, force=force, bulk=True)
 
     # --- networks and WiFi ---------------------------------------------------------------------------
     def rates(self, network_id: str, matrix: object) -> None:
@@ -106,7 +106,7 @@ class Publisher:
 
     def network_map(self, network_id: str, svg: str) -> None:
         """A PLC network's picture (retained; an unchanged picture is not sent again)."""
-        self.mqtt.publish(self.topics.network_map(network_id), svg, retain=True)
+        self.mqtt.publish(self.topics.network_map(network_id), svg, retain=True, bulk=True)
 
     def guest_qr(self, device_id: str, png: bytes) -> None:
         """The QR code that joins an access point's guest WiFi (retained; empty bytes clear it)."""

@@ -52,6 +52,7 @@ class Outgoing:
     qos: int = 0
     retain: bool = False
     correlation: bytes | None = None
+    bulk: bool = False  # goes out after everything else that is waiting (discovery configs, maps)
 
 
 @dataclass
@@ -106,6 +107,39 @@ class _Resubscribe:
     """Queued control item: bring the live subscriptions in line with `subscriptions()`."""
 
 
+class _Lanes:
+    """The outgoing queue, in two lanes: states, availability, answers and events first; bulk messages
+    (Home Assistant's discovery configs, network maps) when nothing else waits. At start-up 50 devices'
+    ~1,000 configs would otherwise hold every device's first state for a second, and after Home
+    Assistant restarts every answer would wait behind the re-published configs."""
+
+    def __init__(self, size: int) -> None:
+        self._first: deque[Outgoing | _Resubscribe] = deque()
+        self._bulk: deque[Outgoing | _Resubscribe] = deque()
+        self._size = size
+        self._ready = asyncio.Event()
+
+    def put(self, item: Outgoing | _Resubscribe) -> bool:
+        """Queue an item; False when the queue is full."""
+        if len(self._first) + len(self._bulk) >= self._size:
+            return False
+        (self._bulk if isinstance(item, Outgoing) and item.bulk else self._first).append(item)
+        self._ready.set()
+        return True
+
+    def take(self) -> Outgoing | _Resubscribe | None:
+        """The next item, or None."""
+        lane = self._first or self._bulk
+        return lane.popleft() if lane else None
+
+    async def get(self) -> Outgoing | _Resubscribe:
+        """Wait for the next item."""
+        while (item := self.take()) is None:
+            self._ready.clear()
+            await self._ready.wait()
+        return item
+
+
 class MqttSession:
     """Owns the broker connection for the bridge's whole life."""
 
@@ -121,7 +155,7 @@ class MqttSession:
         self._will_topic = will_topic
         self._hooks = SessionHooks(on_connect=lambda: None, on_message=lambda _: None, farewell=list)
         self._client_id = client_id
-        self._queue: asyncio.Queue[Outgoing | _Resubscribe] = asyncio.Queue(maxsize=max_queue)
+        self._queue = _Lanes(max_queue)
         self.retained: dict[str, Outgoing] = {}
         self.counters = Counters()
         self.connected = asyncio.Event()
@@ -140,14 +174,16 @@ class MqttSession:
         qos: int = 0,
         correlation: bytes | None = None,
         force: bool = False,
+        bulk: bool = False,
     ) -> None:
-        """Queue a message; retained ones are also remembered for re-publishing after a reconnect.
+        """Queue a message; retained ones are also remembered for re-publishing after a reconnect;
+        `bulk` ones go out when nothing else waits.
 
         A retained payload equal to the one the topic already holds is not sent again (unless `force`):
         every retained topic is published on change only, and a reconnect replays them all anyway.
         """
         data = payload.encode() if isinstance(payload, str) else payload
-        message = Outgoing(topic, data, qos, retain, correlation)
+        message = Outgoing(topic, data, qos, retain, correlation, bulk)
         if retain:
             if not force and data and (held := self.retained.get(topic)) is not None and held == message:
                 self.counters.unchanged += 1
@@ -159,9 +195,7 @@ class MqttSession:
         elif not self.connected.is_set():
             self._keep(message)  # answers and events wait for the broker (the newest MAX_KEPT)
             return
-        try:
-            self._queue.put_nowait(message)
-        except asyncio.QueueFull:
+        if not self._queue.put(message):
             self.counters.dropped += 1
 
     def _keep(self, message: Outgoing) -> None:
@@ -173,8 +207,7 @@ class MqttSession:
     def resubscribe(self) -> None:
         """`subscriptions()` changed: subscribe and unsubscribe on the live connection (or the next)."""
         if self.connected.is_set():
-            with contextlib.suppress(asyncio.QueueFull):
-                self._queue.put_nowait(_Resubscribe())
+            self._queue.put(_Resubscribe())
 
     def abandon(self) -> None:
         """Leave without saying goodbye: another instance owns these topics, its state must stand."""
@@ -284,7 +317,8 @@ class MqttSession:
             self._handle(incoming)
         # The bridge's own state first: a subscriber arriving mid-replay must find it retained.
         # Then the answers and events kept through the outage, then the rest.
-        retained = sorted(self.retained.values(), key=lambda m: m.topic != self._will_topic)
+        # Bulk ones (discovery configs) last, as when queued.
+        retained = sorted(self.retained.values(), key=lambda m: (m.topic != self._will_topic, m.bulk))
         kept, self._kept = list(self._kept), deque()
         replay = deque([*retained[:1], *kept, *retained[1:]])
         log.info("mqtt_connected", host=self._settings.host, port=self._settings.port, retained=len(replay))
@@ -311,8 +345,7 @@ class MqttSession:
 
     def _drain_queue(self) -> None:
         """Empty the queue; live-only messages in it are kept for the connection's replay."""
-        while not self._queue.empty():
-            item = self._queue.get_nowait()
+        while (item := self._queue.take()) is not None:
             if isinstance(item, Outgoing) and not item.retain:
                 self._keep(item)
 
