@@ -129,6 +129,10 @@ async def test_bridge_discovery_entities_follow_features(
         {"topic": f"{base_topic}/{WIFI_NEXT}/availability"},
     ]
     assert config["availability_mode"] == "all"
+    # openHAB keeps one availability rule per Thing (the last component's): every component of a
+    # device asks for the same one, the connectivity sensor included.
+    device_configs = [m.json() for m in probe.messages if f"/devolo_{WIFI_NEXT}/" in m.topic and m.payload]
+    assert len(device_configs) > 10 and {c.get("availability_mode") for c in device_configs} == {"all"}
     assert config["device"]["via_device"] == "devolo_mqtt_bridge"
     assert set(config["device"]) <= {
         "identifiers",

@@ -63,6 +63,7 @@ async def _run_demo(
         env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,  # a process group of its own, like a command in a terminal
     )
     try:
         wanted = {f"devolo/{s}" for s in MANAGEABLE}
@@ -82,7 +83,7 @@ async def _run_demo(
                     await asyncio.sleep(0.5)  # the demo's broker is not up yet
             if then is not None:
                 await then()
-        process.send_signal(signal.SIGINT)
+        os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the whole group
         output, _ = await asyncio.wait_for(process.communicate(), 30)
     finally:
         if process.returncode is None:
@@ -128,6 +129,7 @@ async def test_packaging_demo_answers_mosquitto_pub_at_qos_0_and_1() -> None:
         ["--port", str(port), "--listen", "127.0.0.1"], "127.0.0.1", port, aiomqtt.ProtocolVersion.V5, try_it
     )
     assert f"127.0.0.1:{port} (mosquitto, started for the demo)" in output
+    assert "mqtt_goodbye_incomplete" not in output  # Ctrl-C stopped the bridge before its broker
     assert "PLC network" in output and "is online" in output  # the live summary
     answers = [json.loads(r) for r in results[:2]]
     assert [(a["status"], a["state"]) for a in answers] == [("ok", {"leds": "OFF"}), ("ok", {"leds": "ON"})]

@@ -38,8 +38,16 @@ async def start_mosquitto(stack: AsyncExitStack, listen: str, port: int, workdir
         encoding="utf-8",
     )
     with log.open("wb") as sink:
+        # A session of its own: Ctrl-C in the terminal signals the whole foreground process group, and
+        # the broker must outlive the bridge's goodbye (it is stopped after it, below).
         process = await asyncio.create_subprocess_exec(
-            binary, "-c", str(conf), stdin=asyncio.subprocess.DEVNULL, stdout=sink, stderr=sink
+            binary,
+            "-c",
+            str(conf),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=sink,
+            stderr=sink,
+            start_new_session=True,
         )
 
     async def stop() -> None:

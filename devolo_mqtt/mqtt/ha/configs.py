@@ -146,9 +146,10 @@ def entity_config(ctx: HaContext, device: HaDevice, capability: Capability) -> P
     payload = _entity_base(ctx, device, capability.key, ha)
     state_topic, template = t.state(device.id), value(capability.key)
     if ha.state_from == "availability":
-        # Connectivity shows the device's own availability, so it must stay available itself.
+        # Connectivity shows the device's own availability, so it must stay available itself. Its
+        # availability_mode stays `all` (of its one topic): openHAB keeps one rule per Thing, the last
+        # component's, and every component of the device must agree.
         payload["availability"] = [{"topic": t.bridge_state}]
-        payload.pop("availability_mode")
         payload.update(state_topic=t.availability(device.id), payload_on="online", payload_off="offline")
     elif ha.component == "button":
         payload.update(command_topic=t.set(device.id, capability.key), payload_press="PRESS")
