@@ -131,8 +131,16 @@ async def test_bridge_discovery_entities_follow_features(
     assert config["availability_mode"] == "all"
     # openHAB keeps one availability rule per Thing (the last component's): every component of a
     # device asks for the same one, the connectivity sensor included.
-    device_configs = [m.json() for m in probe.messages if f"/devolo_{WIFI_NEXT}/" in m.topic and m.payload]
-    assert len(device_configs) > 10 and {c.get("availability_mode") for c in device_configs} == {"all"}
+    connectivity = await probe.wait_json(
+        f"{ha}/binary_sensor/devolo_{WIFI_NEXT}/online/config", lambda c: True
+    )
+    assert connectivity["availability"] == [{"topic": f"{base_topic}/bridge/state"}]
+
+    def device_configs() -> list[dict[str, object]]:
+        return [m.json() for m in probe.messages if f"/devolo_{WIFI_NEXT}/" in m.topic and m.payload]
+
+    await until(lambda: len(device_configs()) >= 15, what="the device's configs")
+    assert {c.get("availability_mode") for c in device_configs()} == {"all"}
     assert config["device"]["via_device"] == "devolo_mqtt_bridge"
     assert set(config["device"]) <= {
         "identifiers",
