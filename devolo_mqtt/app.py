@@ -64,7 +64,12 @@ class Bridge:
         self.instance.answer = self.publisher.instance_hello
         self.ha = HaPublisher(
             self.publisher,
-            HaContext(self.topics, s.mqtt.instance_id, link_expire_after=s.polling.link_expire_after),
+            HaContext(
+                self.topics,
+                s.mqtt.instance_id,
+                link_expire_after=s.polling.link_expire_after,
+                entity_ids=ha.entity_ids,
+            ),
             enabled=ha.enabled,
             # The monitor and the registry are built below (they publish through this).
             link_name=lambda mac: self.networks.name_for(mac),  # noqa: PLW0108

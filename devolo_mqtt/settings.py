@@ -179,6 +179,9 @@ class HomeAssistantSettings(_Section):
     # default: <discovery_prefix>/status; a plain topic (no wildcards: it must not subscribe to everything)
     status_topic: Annotated[str, Field(pattern=_TOPIC_PREFIX, max_length=_TOPIC_PREFIX_MAX)] | None = None
     stale_grace: Annotated[float, Field(ge=0)] = 120.0
+    # `bridge`: every entity id suggested (`switch.devolo_<serial>_leds`); `homeassistant`: none, Home
+    # Assistant's own format (with the area since 2026.6, as the user chose since 2026.8).
+    entity_ids: Literal["bridge", "homeassistant"] = "bridge"
 
 
 class WifiSettings(_Section):

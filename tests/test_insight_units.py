@@ -12,8 +12,16 @@ from typing import Any
 import zxingcpp
 from PIL import Image
 
+from devolo_mqtt.core import capabilities
 from devolo_mqtt.core.model import Json, Overview, PlcDevice, PlcRate
-from devolo_mqtt.mqtt.ha.configs import HaContext, bridge_configs
+from devolo_mqtt.mqtt.ha.configs import (
+    HaContext,
+    HaDevice,
+    HaLink,
+    bridge_configs,
+    device_configs,
+    tracker_config,
+)
 from devolo_mqtt.mqtt.topics import Topics
 from devolo_mqtt.plc import plcmap
 from devolo_mqtt.plc.linkwatch import DEGRADED_SHARE, LinkWatch
@@ -216,3 +224,27 @@ def test_network_monitor_a_network_renamed_is_polled_once_and_its_old_topics_cle
     overview(A, B)
     assert set(monitor.networks) == {"home"} and forgotten == ["plc-00005e005301"]
     assert changed == [1, 1]  # Home Assistant's bridge entities rebuilt with one network each time
+
+
+def test_ha_entity_ids_suggested_by_the_bridge_unless_home_assistant_chooses() -> None:
+    """`entity_ids: bridge` suggests every entity id; `homeassistant` leaves ids (and object ids) to
+    Home Assistant's own format, in every kind of config."""
+    topics = Topics("devolo", "homeassistant", "homeassistant/status")
+    for choice, expected in (("bridge", True), ("homeassistant", False)):
+        ctx = HaContext(topics, entity_ids=choice)  # type: ignore[arg-type]
+        device = HaDevice(
+            id="1234",
+            serial="1234",
+            name="Office",
+            model="devolo Magic 2 WiFi next",
+            mt="8706",
+            firmware="7.12",
+            mac="00005E005301",
+            ip="192.0.2.1",
+            capabilities=capabilities.CAPABILITIES,
+            links=(HaLink("00005E005302", "Kitchen", enabled=True),),
+        )
+        configs = [*bridge_configs(ctx, ["home-net"]).values(), *device_configs(ctx, device).values()]
+        configs.append(tracker_config(ctx, "001122334455", "Phone", None)[1])
+        assert len(configs) > 20
+        assert all(("default_entity_id" in c) is expected and ("object_id" in c) is expected for c in configs)

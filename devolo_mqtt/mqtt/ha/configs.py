@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 from devolo_mqtt import __version__
 from devolo_mqtt.core.capabilities import Capability, HaEntity, link_keys
@@ -56,6 +57,7 @@ class HaContext:
     topics: Topics
     instance_id: str | None = None
     link_expire_after: int = 900  # seconds: a link not measured for this long goes unavailable
+    entity_ids: Literal["bridge", "homeassistant"] = "bridge"  # who chooses entity ids
 
     def suffix(self) -> str:
         """Appended to unique ids so several bridges can share one Home Assistant."""
@@ -65,6 +67,14 @@ class HaContext:
     def bridge_identifier(self) -> str:
         """The bridge's own device identifier."""
         return f"devolo_mqtt_bridge{self.suffix()}"
+
+
+def _entity_id(ctx: HaContext, component: str, object_id: str) -> Payload:
+    """The entity id the bridge suggests (`devolo_<serial>_leds`), unless Home Assistant is to choose
+    (2026.6+ can put the area into entity ids, 2026.8+ lets users pick the format)."""
+    if ctx.entity_ids == "homeassistant":
+        return {}
+    return {"object_id": object_id, "default_entity_id": f"{component}.{object_id}"}
 
 
 def bridge_device(ctx: HaContext) -> Payload:
@@ -117,8 +127,7 @@ def _entity_base(ctx: HaContext, device: HaDevice, key: str, ha: HaEntity) -> Pa
     payload: Payload = {
         "name": ha.name,
         "unique_id": f"devolo_{device.serial}_{key}{ctx.suffix()}",
-        "object_id": object_id,
-        "default_entity_id": f"{ha.component}.{object_id}",
+        **_entity_id(ctx, ha.component, object_id),
         "device": device_block(ctx, device),
         "origin": ORIGIN,
         "availability_mode": "all",
@@ -230,8 +239,7 @@ def bridge_configs(ctx: HaContext, networks: Collection[str] = ()) -> dict[str, 
     connection: Payload = {
         "name": "Connection state",
         "unique_id": f"{node}_connection",
-        "object_id": f"{node}_connection",
-        "default_entity_id": f"binary_sensor.{node}_connection",
+        **_entity_id(ctx, "binary_sensor", f"{node}_connection"),
         "device_class": "connectivity",
         "entity_category": "diagnostic",
         "state_topic": ctx.topics.bridge_state,
@@ -259,8 +267,7 @@ def _network_configs(ctx: HaContext, node: str, network: str) -> dict[str, Paylo
         **common,
         "name": f"PLC network {network} map",
         "unique_id": f"{node}_plc_map_{key}",
-        "object_id": f"{node}_plc_map_{key}",
-        "default_entity_id": f"image.{node}_plc_map_{key}",
+        **_entity_id(ctx, "image", f"{node}_plc_map_{key}"),
         "image_topic": ctx.topics.network_map(network),
         "content_type": "image/svg+xml",
     }
@@ -268,8 +275,7 @@ def _network_configs(ctx: HaContext, node: str, network: str) -> dict[str, Paylo
         **common,
         "name": f"PLC network {network} weakest link",
         "unique_id": f"{node}_plc_weakest_{key}",
-        "object_id": f"{node}_plc_weakest_{key}",
-        "default_entity_id": f"sensor.{node}_plc_weakest_{key}",
+        **_entity_id(ctx, "sensor", f"{node}_plc_weakest_{key}"),
         "icon": "mdi:speedometer-slow",
         "device_class": "data_rate",
         "unit_of_measurement": "Mbit/s",
@@ -293,8 +299,7 @@ def tracker_config(ctx: HaContext, mac: str, name: str | None, vendor: str | Non
     payload: Payload = {
         "name": None,
         "unique_id": f"devolo_wifi_{lower}{ctx.suffix()}",
-        "object_id": node,
-        "default_entity_id": f"device_tracker.{node}",
+        **_entity_id(ctx, "device_tracker", node),
         "state_topic": ctx.topics.wifi_presence(mac),
         "value_template": "{{ value_json.state }}",
         "payload_home": "home",
