@@ -215,6 +215,9 @@ class Recorder:
     def identity_changed(self, runtime: Any) -> None:
         self.changed.append(runtime.identity)
 
+    def entities_changed(self, runtime: Any) -> None:
+        self.changed.append(runtime.identity)
+
     def device_state(self, runtime: Any, state: dict[str, Any], *, force: bool) -> None:
         self.states.append((self.clock(), state))
 

@@ -183,7 +183,7 @@ async def test_users_see_refresh_ok_with_an_unsupported_source(
     demo_scenario: Scenario,
 ) -> None:
     """A firmware that does not offer neighbour networks (HTTP 404): `refresh` answers `ok`, the
-    source is not an error (no `last_error`), and it is not asked again."""
+    source is not an error (no `last_error`), it is not asked again, and its entity is removed."""
     raw = demo_scenario.model_dump(mode="json")
     for device in raw["devices"]:
         if device["serial"] == WIFI_NEXT:
@@ -200,6 +200,10 @@ async def test_users_see_refresh_ok_with_an_unsupported_source(
         not in (probe.last(f"{base_topic}/{WIFI_NEXT}") or Received("", b"{}", False, 0)).json()
     )
     assert emulator.device(WIFI_NEXT).requests.get("WifiNeighborAPsGet", 0) == 0
+    # Its entity goes: a sensor that could only ever show "unknown" is not offered.
+    sensor = f"{base_topic}ha/sensor/devolo_{WIFI_NEXT}/neighbor_aps/config"
+    await probe.wait_for(sensor, lambda m: m.payload == b"", within=10)
+    assert probe.on(f"{base_topic}ha/sensor/devolo_{WIFI_NEXT}/wifi_clients/config")[-1].payload  # others stay
 
 
 async def test_users_see_guest_duration_on_every_peer_and_after_a_restart(

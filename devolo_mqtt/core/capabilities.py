@@ -154,6 +154,8 @@ class Capability:
     ha: HaEntity | None = None
     # An event when the value turns True: (its type, the state key whose value it carries as `version`).
     announce: tuple[str, str] | None = None
+    # The polled source its value comes from: a device that says it cannot serve it loses the entity.
+    source: SourceKey[Any] | None = None
 
     @property
     def writable(self) -> bool:
@@ -260,6 +262,7 @@ CAPABILITIES: tuple[Capability, ...] = (
     Capability(
         "leds",
         "led",
+        source=LEDS,
         value=lambda r: on_off(r.data(LEDS)),
         parse=parse_on_off,
         write=_write_leds,
@@ -277,6 +280,7 @@ CAPABILITIES: tuple[Capability, ...] = (
     Capability(
         "guest_wifi",
         WIFI,
+        source=GUEST,
         value=lambda r: on_off(g.enabled) if (g := _guest(r)) else None,
         parse=parse_on_off,
         write=_write_guest,
@@ -287,6 +291,7 @@ CAPABILITIES: tuple[Capability, ...] = (
     Capability(
         "guest_duration",
         WIFI,
+        source=GUEST,
         value=lambda r: r.guest_duration,
         parse=parse_minutes,
         write=_write_guest_duration,
@@ -304,6 +309,7 @@ CAPABILITIES: tuple[Capability, ...] = (
     Capability(
         "guest_remaining",
         WIFI,
+        source=GUEST,
         value=lambda r: (g.remaining if g.enabled else 0) if (g := _guest(r)) else None,
         ha=HaEntity(
             "sensor", "Guest WiFi remaining", icon="mdi:timer-sand", unit="min", device_class="duration"
@@ -312,6 +318,7 @@ CAPABILITIES: tuple[Capability, ...] = (
     Capability(
         "guest_ssid",
         WIFI,
+        source=GUEST,
         value=lambda r: g.ssid if (g := _guest(r)) else None,
         ha=HaEntity("sensor", "Guest WiFi SSID", icon="mdi:wifi", entity_category="diagnostic"),
     ),
@@ -324,6 +331,7 @@ CAPABILITIES: tuple[Capability, ...] = (
     Capability(
         "update_available",
         "update",
+        source=FIRMWARE,
         value=lambda r: f.available if (f := _fw(r)) else None,
         announce=("firmware_available", "next_firmware"),
         ha=HaEntity(
@@ -337,6 +345,7 @@ CAPABILITIES: tuple[Capability, ...] = (
     Capability(
         "next_firmware",
         "update",
+        source=FIRMWARE,
         value=lambda r: f.version if (f := _fw(r)) else None,
         ha=HaEntity(
             "update",
@@ -349,6 +358,7 @@ CAPABILITIES: tuple[Capability, ...] = (
     Capability(
         "last_restart",
         "restart",
+        source=RESTARTED,
         value=lambda r: iso(r.data(RESTARTED)),
         ha=HaEntity(
             "sensor",
@@ -362,6 +372,7 @@ CAPABILITIES: tuple[Capability, ...] = (
     Capability(
         "neighbor_aps",
         WIFI,
+        source=NEIGHBORS,
         value=lambda r: len(n) if (n := r.data(NEIGHBORS)) is not None else None,
         ha=HaEntity(
             "sensor",
@@ -387,6 +398,7 @@ CAPABILITIES: tuple[Capability, ...] = (
     Capability(
         "wifi_clients",
         WIFI,
+        source=STATIONS,
         value=lambda r: len(s) if (s := r.data(STATIONS)) is not None else None,
         ha=HaEntity("sensor", "WiFi clients", icon="mdi:wifi", state_class="measurement"),
     ),
@@ -465,9 +477,9 @@ BY_KEY: dict[str, Capability] = {c.key: c for c in CAPABILITIES}
 SOURCE_BY_KEY: dict[SourceKey[Any], Source] = {s.key: s for s in SOURCES}
 
 
-def supported(identity: DeviceIdentity) -> list[Capability]:
-    """The capabilities a device's features allow."""
-    return [c for c in CAPABILITIES if identity.supports(c.feature)]
+def supported(identity: DeviceIdentity, unsupported: Collection[SourceKey[Any]] = ()) -> list[Capability]:
+    """The capabilities a device's features allow, less those fed by a source it said it cannot serve."""
+    return [c for c in CAPABILITIES if identity.supports(c.feature) and c.source not in unsupported]
 
 
 def announcements(before: dict[str, Json], now: dict[str, Json]) -> list[tuple[str, Json]]:

@@ -88,6 +88,8 @@ class DeviceOutput(Protocol):
 
     def identity_changed(self, runtime: DeviceActor) -> None: ...
 
+    def entities_changed(self, runtime: DeviceActor) -> None: ...
+
     def device_state(self, runtime: DeviceActor, state: dict[str, Json], *, force: bool) -> None: ...
 
     def device_availability(self, runtime: DeviceActor) -> None: ...
@@ -214,6 +216,11 @@ class DeviceActor:
     def locate_until(self, value: float) -> None:
         self._locate_until = value
         self._wake.set()
+
+    @property
+    def unsupported(self) -> frozenset[SourceKey[Any]]:
+        """The sources this device said it cannot serve (their entities are not offered)."""
+        return frozenset(self._unsupported)
 
     @property
     def unsupported_sources(self) -> list[str]:
@@ -543,6 +550,7 @@ class DeviceActor:
                 self._unsupported.add(source.key)  # asked no more; not an error of the device
                 self._due.pop(source.key, None)
                 self._log.info("source_unsupported", source=source.name)
+                self._hooks.entities_changed(self)  # its entities go (they would stay unknown)
             self._set_online(True)
             return True
         except (DeviceAuthError, DeviceProtocolError, CommandError) as err:

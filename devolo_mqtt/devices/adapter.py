@@ -34,6 +34,7 @@ class AdapterRuntime:
     """State of one configured non-manageable adapter."""
 
     locate_until = 0.0  # Readings: adapters cannot locate
+    unsupported: frozenset[SourceKey[Any]] = frozenset()  # adapters are not polled
     guest_duration = 0  # Readings: adapters have no WiFi
 
     def __init__(

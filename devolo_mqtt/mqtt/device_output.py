@@ -78,6 +78,11 @@ class MqttDeviceOutput:
         self._discover(runtime)
         self.publish_inventory()
 
+    def entities_changed(self, runtime: DeviceActor) -> None:
+        """A source turned out unsupported: its entities' configs go (once discovery is out)."""
+        if self._ha.discovered(runtime):
+            self._discover(runtime)
+
     def _features_known(self, runtime: DeviceActor, *, changed: bool) -> None:
         identity = runtime.identity
         wifi = identity.supports(capabilities.WIFI)

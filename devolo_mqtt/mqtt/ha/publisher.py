@@ -61,6 +61,11 @@ class HaPublisher:
         if self.enabled:
             self._update(f"devolo_{node.id}", configs.device_configs(self._ctx, self._ha_device(node)))
 
+    def discovered(self, node: Node) -> bool:
+        """Whether this node's configs were published (or are held back by a purge)."""
+        marker = f"/devolo_{node.id}/"
+        return any(marker in topic for topic in self.ledger.published)
+
     def tracker(self, mac: str, name: str | None, vendor: str | None) -> None:
         """A WiFi client's device tracker."""
         if self.enabled:
@@ -125,6 +130,6 @@ class HaPublisher:
             firmware=node.firmware,
             mac=identity.mac,
             ip=identity.ip,
-            capabilities=tuple(capabilities.supported(identity)),
+            capabilities=tuple(capabilities.supported(identity, node.unsupported)),
             guest_qr=self._guest_qr and identity.supports(capabilities.WIFI),
         )
