@@ -203,7 +203,8 @@ async def test_users_see_refresh_ok_with_an_unsupported_source(
     # Its entity goes: a sensor that could only ever show "unknown" is not offered.
     sensor = f"{base_topic}ha/sensor/devolo_{WIFI_NEXT}/neighbor_aps/config"
     await probe.wait_for(sensor, lambda m: m.payload == b"", within=10)
-    assert probe.on(f"{base_topic}ha/sensor/devolo_{WIFI_NEXT}/wifi_clients/config")[-1].payload  # others stay
+    clients = f"{base_topic}ha/sensor/devolo_{WIFI_NEXT}/wifi_clients/config"
+    assert probe.on(clients)[-1].payload  # the source's neighbours stay
 
 
 async def test_users_see_guest_duration_on_every_peer_and_after_a_restart(
