@@ -280,6 +280,19 @@ async def test_actor_stop_answers_every_command_in_hand_once(tmp_path: Path) -> 
         assert [x["error"] for x in a.answers()] == ["bridge stopping"] * 3
 
 
+async def test_actor_cancelled_mid_command_answers_it_and_the_waiting_ones(tmp_path: Path) -> None:
+    """The bridge stops (the actor's task is cancelled) while a command runs and two wait: three
+    answers, `bridge stopping` each — the running one is not forgotten on the way out."""
+    device = FakeDevice()
+    async with actor(tmp_path, device) as a:
+        device.hanging = True
+        for value in ("OFF", "ON", "OFF"):
+            a.command(leds=value)
+        await settle()
+        assert a.runtime.commands_in_hand == 3
+    assert [x["error"] for x in a.answers()] == ["bridge stopping"] * 3
+
+
 async def test_actor_firmware_reboot_refreshes_the_update_check(tmp_path: Path) -> None:
     """An install: the new version seen in mDNS makes the update check run again, and the update keys
     stay in the state meanwhile."""

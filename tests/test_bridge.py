@@ -106,7 +106,9 @@ async def test_bridge_retained_flags_on_the_broker(
         f"{base_topic}ha/switch/devolo_{ROUTER}/leds/config",
     ):
         assert topic in seen and seen[topic].retain, topic
-    assert f"{base_topic}/bridge/event" not in seen
+    # Events are never retained (one that happens while the late subscriber listens arrives live).
+    event = seen.get(f"{base_topic}/bridge/event")
+    assert event is None or not event.retain
 
 
 async def test_bridge_discovery_entities_follow_features(

@@ -450,6 +450,9 @@ class DeviceActor:
         self._running = pending
         try:
             unavailable = await self._execute(self, pending.command, budget=budget)
+        except asyncio.CancelledError:
+            self.abandon()  # the bridge stops mid-command: answered now, with the ones waiting
+            raise
         finally:
             self._running = None
         if unavailable is not None:
