@@ -314,3 +314,38 @@ def test_packaging_dependencies_bounded_and_tools_pinned() -> None:
     assert {"mypy", "ruff", "types-PyYAML", "types-protobuf"} <= pinned
     assert project["project"]["license"] == "MIT" and (ROOT / "LICENSE").is_file()
     assert "wheel" not in project["build-system"]["requires"]
+
+
+def _run_function_node(func: str, msg: dict[str, Any]) -> Any:
+    """Run a Node-RED function node's code with node.js, as Node-RED does (msg in, what it returns out)."""
+    script = f"const msg = {json.dumps(msg)};\nconst out = (function (msg) {{\n{func}\n}})(msg);\n"
+    script += "process.stdout.write(JSON.stringify(out === undefined ? null : out));\n"
+    result = subprocess.run(["node", "-e", script], capture_output=True, text=True, timeout=30, check=True)
+    return json.loads(result.stdout)
+
+
+def test_packaging_node_red_flow_survives_emptied_topics() -> None:
+    """Topics the contract empties (a renamed network's rates and map): the rates table shows nothing
+    and the map's file is deleted, not parsed as JSON or written as 0 bytes; real payloads still work."""
+    flow = {
+        n["id"]: n for n in json.loads((ROOT / "docs" / "node-red-flow.json").read_text(encoding="utf-8"))
+    }
+    assert flow["rates_in"]["datatype"] == "utf8"  # the node itself would log a JSON parse failure
+    rates = flow["rates_table"]["func"]
+    assert _run_function_node(rates, {"topic": "devolo/network/home/rates", "payload": ""}) is None
+    matrix = {
+        "network": "home",
+        "devices": [{"mac": "aa", "name": "Office"}, {"mac": "bb", "name": "Attic"}],
+        "rates": [{"from": "aa", "to": "bb", "tx_rate": 300.5, "rx_rate": 280.0}],
+    }
+    table = _run_function_node(rates, {"topic": "devolo/network/home/rates", "payload": json.dumps(matrix)})
+    assert table["payload"] == [
+        {"network": "home", "from": "Office", "to": "Attic", "tx": 300.5, "rx": 280.0}
+    ]
+    maps = flow["map_file_name"]["func"]
+    written, deleted = _run_function_node(maps, {"topic": "devolo/network/home/map", "payload": "<svg/>"})
+    assert written["filename"] == "/tmp/devolo-map-home.svg" and deleted is None
+    written, deleted = _run_function_node(maps, {"topic": "devolo/network/old/map", "payload": ""})
+    assert written is None and deleted["filename"] == "/tmp/devolo-map-old.svg"
+    assert flow["map_file_name"]["wires"] == [["map_file"], ["map_delete"]]
+    assert flow["map_delete"]["overwriteFile"] == "delete" and flow["map_file"]["overwriteFile"] == "true"
