@@ -16,7 +16,7 @@ import pytest
 
 from devolo_mqtt.core import capabilities
 from devolo_mqtt.core.commands import Command, Executor
-from devolo_mqtt.core.store import StoredInt
+from devolo_mqtt.core.store import StoredInts
 from devolo_mqtt.devices.actor import DeviceActor
 from devolo_mqtt.settings import DeviceConfig, Settings
 from tests.fakes import REPEATER_MT, FakeClient, FakeDevice, ManualClock, Recorder, settle
@@ -68,7 +68,7 @@ async def actor(
         hooks=out,
         executor=Executor(answer=out.answer, shared_changed=lambda *_: None),
         clock=clock,
-        guest_duration=StoredInt(tmp_path / "guest.json", 60),
+        guest_durations=StoredInts(tmp_path / "guest.json", 60),
     )
     task = asyncio.create_task(runtime.run())
     await settle()

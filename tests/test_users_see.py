@@ -200,11 +200,13 @@ async def test_users_see_refresh_ok_with_an_unsupported_source(
         not in (probe.last(f"{base_topic}/{WIFI_NEXT}") or Received("", b"{}", False, 0)).json()
     )
     assert emulator.device(WIFI_NEXT).requests.get("WifiNeighborAPsGet", 0) == 0
-    # Its entity goes: a sensor that could only ever show "unknown" is not offered.
-    sensor = f"{base_topic}ha/sensor/devolo_{WIFI_NEXT}/neighbor_aps/config"
-    await probe.wait_for(sensor, lambda m: m.payload == b"", within=10)
+    # Its entity goes (never offered, or emptied if it was): a sensor that could only ever show
+    # "unknown"; the entities of the device's other sources stay.
     clients = f"{base_topic}ha/sensor/devolo_{WIFI_NEXT}/wifi_clients/config"
-    assert probe.on(clients)[-1].payload  # the source's neighbours stay
+    await probe.wait_for(clients, lambda m: bool(m.payload))
+    sensor = f"{base_topic}ha/sensor/devolo_{WIFI_NEXT}/neighbor_aps/config"
+    await until(lambda: not probe.on(sensor) or not probe.on(sensor)[-1].payload, what="no neighbours entity")
+    assert probe.on(clients)[-1].payload
 
 
 async def test_users_see_guest_duration_on_every_peer_and_after_a_restart(
@@ -215,24 +217,33 @@ async def test_users_see_guest_duration_on_every_peer_and_after_a_restart(
     base_topic: str,
     tmp_path: Path,
 ) -> None:
-    """The guest WiFi duration set on one access point shows on every peer of the mesh, and the next
-    bridge run (same data directory) still has it."""
+    """The guest WiFi duration set on one access point shows on every peer of its mesh — not on the
+    garden house's access point, a mesh of its own (another guest network) — and the next bridge run
+    (same data directory) still has both values."""
     await start_emulator(demo_scenario)
     settings = bridge_settings(broker, base_topic, data_dir=str(tmp_path / "data"))
+    garden = "1000000000000005"
     async with running(Bridge(settings)):
         await probe.wait_json(f"{base_topic}/{WIFI_NEXT}", lambda s: "guest_duration" in s)
-        await until(lambda: len(_guest_peers(probe, base_topic)) >= 2, what="two access points")
-        peers = _guest_peers(probe, base_topic)
+        await until(lambda: len(_guest_peers(probe, base_topic)) >= 3, what="three access points")
+        peers = [s for s in _guest_peers(probe, base_topic) if s != garden]
+        assert WIFI_NEXT in peers and len(peers) >= 2
         await publish(broker, f"{base_topic}/{WIFI_NEXT}/set/guest_duration", "45")
         for serial in peers:
             await probe.wait_json(f"{base_topic}/{serial}", lambda s: s.get("guest_duration") == 45)
+        await publish(broker, f"{base_topic}/{garden}/set/guest_duration", "90")
+        await probe.wait_json(f"{base_topic}/{garden}", lambda s: s.get("guest_duration") == 90)
+        for serial in peers:
+            assert (probe.last(f"{base_topic}/{serial}") or Received("", b"{}", False, 0)).json()[
+                "guest_duration"
+            ] == 45
     restarted = time.monotonic()
     async with running(Bridge(settings)):
-        for serial in peers:
+        for serial, minutes in [*((p, 45) for p in peers), (garden, 90)]:
             state = await probe.wait_json(
                 f"{base_topic}/{serial}", lambda s: "guest_duration" in s, after=restarted
             )
-            assert state["guest_duration"] == 45
+            assert state["guest_duration"] == minutes, serial
 
 
 def _guest_peers(probe: Probe, base_topic: str) -> list[str]:

@@ -42,6 +42,33 @@ class JsonStore:
         return True
 
 
+class StoredInts:
+    """Whole numbers by name (e.g. one per WiFi mesh), remembered across restarts, with one default.
+    A file that holds a single number (an earlier version's) makes it the default for every name."""
+
+    def __init__(self, path: Path, default: int) -> None:
+        self._store = JsonStore(path)
+        loaded = self._store.load()
+        self._default = loaded if _whole(loaded) else default
+        self._values: dict[str, int] = (
+            {str(k): v for k, v in loaded.items() if _whole(v)} if isinstance(loaded, dict) else {}
+        )
+
+    def get(self, name: str) -> int:
+        """The number for `name` (the default when none was set)."""
+        return self._values.get(name, self._default)
+
+    def set(self, name: str, value: int) -> None:
+        """Set and save (only when it changed)."""
+        if self.get(name) != value:
+            self._values[name] = value
+            self._store.save(self._values)
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 class StoredInt:
     """One whole number remembered across restarts (a setting changed over MQTT), with a default."""
 

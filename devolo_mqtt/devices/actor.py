@@ -32,7 +32,7 @@ from devolo_mqtt.core.errors import (
     reason_of,
 )
 from devolo_mqtt.core.model import DeviceIdentity, FirmwareCheck, Json, Overview
-from devolo_mqtt.core.store import StoredInt
+from devolo_mqtt.core.store import StoredInts
 from devolo_mqtt.core.tasks import honour_cancellation
 from devolo_mqtt.settings import DeviceConfig, Settings
 
@@ -133,7 +133,7 @@ class DeviceActor:
         hooks: DeviceOutput,
         executor: Executor,
         clock: Clock,
-        guest_duration: StoredInt,
+        guest_durations: StoredInts,
     ) -> None:
         self.id = device_id
         # Configured by address only: the id (its serial) is not known before the first connection, and
@@ -156,7 +156,7 @@ class DeviceActor:
         self.stats = PollStats()
         self.last_seen: datetime | None = None
         self._locate_until = 0.0
-        self._guest_duration = guest_duration
+        self._guest_durations = guest_durations
         self._data: dict[SourceKey[Any], Any] = {}
         self._unsupported: set[SourceKey[Any]] = set()  # sources the device said it cannot serve
         self._due: dict[SourceKey[Any], float] = {}  # when each source is read next (while online)
@@ -229,12 +229,19 @@ class DeviceActor:
 
     @property
     def guest_duration(self) -> int:
-        """Minutes guest WiFi stays on when switched on: one value for the whole mesh, kept in data_dir."""
-        return self._guest_duration.value
+        """Minutes guest WiFi stays on when switched on: one value per mesh, kept in data_dir."""
+        return self._guest_durations.get(self.mesh or "")
 
     @guest_duration.setter
     def guest_duration(self, minutes: int) -> None:
-        self._guest_duration.value = minutes
+        self._guest_durations.set(self.mesh or "", minutes)
+
+    @property
+    def mesh(self) -> str | None:
+        """The WiFi mesh this access point belongs to: the access points that share its guest network
+        (told by its SSID); None before the guest WiFi was read."""
+        guest = self.data(capabilities.GUEST)
+        return guest.ssid if guest is not None else None
 
     def data(self, key: SourceKey[T]) -> T | None:
         """The last value a source read (None before the first read)."""

@@ -16,7 +16,7 @@ from devolo_mqtt.core.capabilities import SourceKey
 from devolo_mqtt.core.clock import Clock, utc_now
 from devolo_mqtt.core.errors import DeviceRefusedError
 from devolo_mqtt.core.names import MacNames
-from devolo_mqtt.core.store import JsonStore, StoredInt
+from devolo_mqtt.core.store import JsonStore, StoredInts
 from devolo_mqtt.devices.actor import ClientFactory, DeviceActor, DeviceOutput
 from devolo_mqtt.devices.adapter import AdapterRuntime
 from devolo_mqtt.devices.discovery import Found
@@ -67,7 +67,7 @@ class DeviceRegistry:
             if not d.manageable and d.enabled and d.mac
         }
         # One guest WiFi duration for the mesh (every access point shows it), kept across restarts.
-        self._guest_duration = StoredInt(
+        self._guest_durations = StoredInts(
             settings.data_dir / "guest_wifi.json", settings.guest_wifi.default_duration
         )
         self._refused: dict[str, str] = {}  # serial → why it is not bridged (logged once)
@@ -159,7 +159,7 @@ class DeviceRegistry:
             hooks=self._out,
             executor=self._executor,
             clock=self._clock,
-            guest_duration=self._guest_duration,
+            guest_durations=self._guest_durations,
         )
         runtime.serial_hint = (
             serial or (config.serial if config else None) or (device_id if config is None else None)
@@ -263,9 +263,18 @@ class DeviceRegistry:
             self._out.forget(old)  # what versions before 0.2 left under the address-based id
 
     def _shared_changed(self, changed: commands.Device, key: SourceKey[Any]) -> None:
+        """A write changed what a whole mesh shares: its other access points are read again (not those
+        of another mesh, e.g. a garden house's own)."""
         source = capabilities.SOURCE_BY_KEY[key]
+        mesh = _mesh(changed)
         for runtime in self.runtimes.values():
-            if runtime is not changed and runtime.identity_ and runtime.identity_.supports(source.feature):
+            if (
+                runtime is changed
+                or runtime.identity_ is None
+                or not runtime.identity_.supports(source.feature)
+            ):
+                continue
+            if mesh is None or runtime.mesh in (None, mesh):
                 runtime.request_refresh((key,))
 
     def configured_name(self, mac: str) -> str | None:
@@ -280,6 +289,11 @@ class DeviceRegistry:
         configs = [n.config for n in self.nodes() if n.identity_ is not None and n.identity_.mac == mac]
         configs += [c for c in self._settings.devices if c.mac == mac]
         return next((value for c in configs if c is not None and (value := getattr(c, attr))), None)
+
+
+def _mesh(device: commands.Device) -> str | None:
+    guest = device.data(capabilities.GUEST)
+    return guest.ssid if guest is not None else None
 
 
 def _load_remembered(loaded: object) -> dict[str, dict[str, str]]:

@@ -58,7 +58,8 @@ DEMO_HOME: dict[str, Any] = {
             "plc_mac": "00:00:5E:00:53:05",
             "network": "garden",
             "attached_to_router": True,
-            "mesh": "garden",
+            "mesh": "garden",  # a mesh of its own: its own guest network
+            "guest_ssid": "devolo-guest-garden",
         },
         {
             "serial": "1000000000000006",
