@@ -74,7 +74,7 @@ class Bridge:
             # The monitor and the registry are built below (they publish through this).
             link_name=lambda mac: self.networks.name_for(mac),  # noqa: PLW0108
             device_name=lambda node: self.output.display_name(node),  # noqa: PLW0108
-            networks=lambda: self.networks.networks.keys(),  # noqa: PLW0108
+            networks=lambda: self.networks.display_names(),  # noqa: PLW0108
             guest_qr=s.guest_wifi.publish_credentials,
         )
         names = MacNames(s.mac_names, s.data_dir / "mac_names.json")

@@ -177,8 +177,9 @@ def test_guestqr_decodes_to_the_standard_wifi_payload() -> None:
 def test_ha_bridge_has_a_map_image_and_weakest_link_per_network() -> None:
     """Per network: an image entity on the map topic (SVG) and a weakest-link sensor reading the matrix."""
     ctx = HaContext(Topics("devolo"))
-    configs = bridge_configs(ctx, ["home-net"])
+    configs = bridge_configs(ctx, {"home-net": "Network of Router"})
     image = configs["homeassistant/image/devolo_bridge/plc_map_home_net/config"]
+    assert image["name"] == "Network of Router map"  # the name people read, not the id
     assert image["image_topic"] == "devolo/network/home-net/map"
     assert image["content_type"] == "image/svg+xml"
     sensor = configs["homeassistant/sensor/devolo_bridge/plc_weakest_home_net/config"]

@@ -232,6 +232,8 @@ def test_network_monitor_ids_matrix_and_members_leaving(tmp_path: Path) -> None:
         (shown(A1), shown(B2), 100.0, 50.0),
         (shown(B2), shown(C3), 50.0, 25.0),
     }
+    # People read the network by its router-attached adapter, not by its id.
+    assert first.display_names() == {"plc-00005e0053a1": f"Network of name {A1}"}
     first.take(_overview({(B2, A1): 90.0}))  # C3 left the network
     assert published[-1][0] == "plc-00005e0053a1" and set(first.unmanaged) == {A1, B2}
     assert measured == [[A1, B2, C3], [A1, B2]]

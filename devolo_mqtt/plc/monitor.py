@@ -182,10 +182,10 @@ class NetworkMonitor:
             return set()
         configured = next((n for m in macs if (n := self._configured_network(m))), None)
         network_id = self._ids.resolve(macs, configured)
-        if network_id not in self.networks:
+        new = network_id not in self.networks
+        if new:
             self.networks[network_id] = _Network()
             self._retire_others(network_id, set(macs))
-            self._out.networks_changed()
         network = self.networks[network_id]
         gone = network.macs - set(macs)
         network.macs = set(macs)
@@ -205,6 +205,8 @@ class NetworkMonitor:
                 adapter.seen(device, view)
             else:
                 self.unmanaged[device.mac] = Unmanaged(device, network_id)
+        if new:
+            self._out.networks_changed()  # after its members' names are known: the name people read
         for mac in gone:
             self.unmanaged.pop(mac, None)
             self._last.pop(mac, None)
@@ -265,6 +267,20 @@ class NetworkMonitor:
                 self._out.event(
                     kind, {"network": network_id, "mac": display_mac(mac), "name": self.name_for(mac)}
                 )
+
+    def display_names(self) -> dict[str, str]:
+        """Every network's name as people read it: the name configured for it (`devices[].network`),
+        else "Network of" its router-attached adapter (else of its first member)."""
+        return {network_id: self.display_name(network_id) for network_id in self.networks}
+
+    def display_name(self, network_id: str) -> str:
+        """One network's name as people read it (see `display_names`)."""
+        network = self.networks.get(network_id)
+        macs = sorted(network.macs) if network else []
+        if configured := next((n for m in macs if (n := self._configured_network(m))), None):
+            return configured
+        routers = [m for m in macs if (last := self._last.get(m)) is not None and last[0].attached_to_router]
+        return f"Network of {self.name_for((routers or macs)[0])}" if macs else network_id
 
     def name_for(self, mac: str, overview_name: str = "") -> str:
         """Configured name, else the name set in the device (from its network's last overview), else

@@ -233,8 +233,9 @@ def device_configs(ctx: HaContext, device: HaDevice) -> dict[str, Payload]:
     return configs
 
 
-def bridge_configs(ctx: HaContext, networks: Collection[str] = ()) -> dict[str, Payload]:
-    """The bridge's own entities: its connection state, and per PLC network its map and weakest link."""
+def bridge_configs(ctx: HaContext, networks: Mapping[str, str] | Collection[str] = ()) -> dict[str, Payload]:
+    """The bridge's own entities: its connection state, and per PLC network (id, or id → the name
+    people read) its map and weakest link."""
     node = "devolo_bridge" + ctx.suffix()
     connection: Payload = {
         "name": "Connection state",
@@ -249,12 +250,13 @@ def bridge_configs(ctx: HaContext, networks: Collection[str] = ()) -> dict[str, 
         "origin": ORIGIN,
     }
     configs = {ctx.topics.discovery("binary_sensor", node, "connection"): connection}
-    for network in sorted(networks):
-        configs.update(_network_configs(ctx, node, network))
+    names = networks if isinstance(networks, Mapping) else {n: f"PLC network {n}" for n in networks}
+    for network in sorted(names):
+        configs.update(_network_configs(ctx, node, network, names[network]))
     return configs
 
 
-def _network_configs(ctx: HaContext, node: str, network: str) -> dict[str, Payload]:
+def _network_configs(ctx: HaContext, node: str, network: str, shown: str) -> dict[str, Payload]:
     """A PLC network's map (an image entity) and weakest link (a sensor), on the bridge device."""
     key = network.replace("-", "_")
     common: Payload = {
@@ -265,7 +267,7 @@ def _network_configs(ctx: HaContext, node: str, network: str) -> dict[str, Paylo
     rates = ctx.topics.network_rates(network)
     image: Payload = {
         **common,
-        "name": f"PLC network {network} map",
+        "name": f"{shown} map",
         "unique_id": f"{node}_plc_map_{key}",
         **_entity_id(ctx, "image", f"{node}_plc_map_{key}"),
         "image_topic": ctx.topics.network_map(network),
@@ -273,7 +275,7 @@ def _network_configs(ctx: HaContext, node: str, network: str) -> dict[str, Paylo
     }
     weakest: Payload = {
         **common,
-        "name": f"PLC network {network} weakest link",
+        "name": f"{shown} weakest link",
         "unique_id": f"{node}_plc_weakest_{key}",
         **_entity_id(ctx, "sensor", f"{node}_plc_weakest_{key}"),
         "icon": "mdi:speedometer-slow",

@@ -4,7 +4,7 @@ re-publishes on request."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Mapping
 
 import structlog
 
@@ -29,7 +29,7 @@ class HaPublisher:
         enabled: bool,
         link_name: Callable[[str], str],
         device_name: Callable[[Node], str],
-        networks: Callable[[], Collection[str]],
+        networks: Callable[[], Mapping[str, str]],
         guest_qr: bool = False,
     ) -> None:
         self._out = publisher
