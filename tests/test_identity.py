@@ -51,13 +51,14 @@ async def test_identity_plc_service_late_entities_appear_when_it_answers(
     """Found by mDNS, its PLC service silent past the connect timeout: adopted without the PLC entities,
     which appear (state keys and discovery configs) once the service answers."""
     emulator = await start_emulator(demo_scenario)
-    emulator.silence(WIFI_6, "plcnet", seconds=12)
+    emulator.silence(WIFI_6, "plcnet")  # until it speaks
     await start_bridge()
-    early = await probe.wait_json(f"{base_topic}/{WIFI_6}", lambda s: "leds" in s, within=20)
+    early = await probe.wait_json(f"{base_topic}/{WIFI_6}", lambda s: "leds" in s, within=30)
     assert "locate" not in early
     locate_config = f"{base_topic}ha/switch/devolo_{WIFI_6}/locate/config"
     assert not probe.on(locate_config)
-    late = await probe.wait_json(f"{base_topic}/{WIFI_6}", lambda s: "locate" in s, within=25)
+    emulator.speak(WIFI_6, "plcnet")
+    late = await probe.wait_json(f"{base_topic}/{WIFI_6}", lambda s: "locate" in s, within=30)
     assert late["locate"] == "OFF"
     config = await probe.wait_json(locate_config, lambda c: True, within=5)
     assert config["command_topic"] == f"{base_topic}/{WIFI_6}/set/locate"

@@ -107,13 +107,21 @@ class Emulator:
 
     def silence(self, serial: str, service: str, *, queries: int = 0, seconds: float = 0.0) -> None:
         """Withhold a service's mDNS answers ("deviceapi" or "plcnet"): for the next `queries` queries,
-        or for `seconds`; when the silence ends the device announces itself (as one that booted late)."""
+        or for `seconds` (with neither: until `speak`); when a timed silence ends the device announces
+        itself (as one that booted late)."""
         if service not in SERVICES.values():
             raise ValueError(f"service must be one of {', '.join(SERVICES.values())}")
         device = self.device(serial)
-        device.silenced[service] = Silence(queries, time.monotonic() + seconds if seconds else 0.0)
+        until = time.monotonic() + (seconds if seconds else float("inf") if not queries else 0.0)
+        device.silenced[service] = Silence(queries, until)
         if seconds:
             asyncio.get_running_loop().call_later(seconds + 0.01, self._mdns.announce, device)
+
+    def speak(self, serial: str, service: str) -> None:
+        """End a service's silence now, and announce the device (as one whose service just came up)."""
+        device = self.device(serial)
+        device.silenced.pop(service, None)
+        self._mdns.announce(device)
 
     def unplug(self, serial: str, plugged: bool = False) -> None:
         """Pull a device out of the socket (it leaves every overview), or plug it back."""
