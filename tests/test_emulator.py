@@ -17,12 +17,15 @@ from devolo_plc_api.exceptions import (
     FeatureNotSupported,
 )
 from google.protobuf.message import DecodeError
+from zeroconf import IPVersion
 from zeroconf.asyncio import AsyncZeroconf
 
+from devolo_mqtt.tools.emulator import control
 from devolo_mqtt.tools.emulator.scenario import Scenario
 from devolo_mqtt.tools.emulator.server import Emulator
 from devolo_mqtt.tools.emulator.world import LOCATE_SECONDS, Fault
 from tests.conftest import StartEmulator
+from tests.helpers import until
 
 Library = tuple[AsyncZeroconf, httpx.AsyncClient]
 ROUTER, WIFI_NEXT, WIFI_6, GARAGE, DLAN_WIFI, SHED, REPEATER = (f"100000000000000{i}" for i in range(1, 8))
@@ -198,6 +201,30 @@ async def test_emulator_fault_unreachable_is_device_unavailable(
             await device.device.async_get_led_setting()
         emulator.set_fault(WIFI_NEXT, Fault.NONE)
         assert await device.device.async_get_led_setting() is True
+
+
+async def test_emulator_silenced_device_api_reaches_the_library_as_serial_0_until_it_speaks(
+    demo_scenario: Scenario, start_emulator: StartEmulator
+) -> None:
+    """With its device API silenced, the unmodified library connects through the PLC service alone —
+    serial `"0"`, no device API (what the bridge must never adopt); once it speaks, the library's live
+    browser fills the identity in."""
+    emulator = await start_emulator(demo_scenario)
+    assert control.apply(emulator, f"silence {WIFI_NEXT} deviceapi on") == "ok"
+    # A zeroconf of its own, started now: it did not hear the emulator's start-up announcements.
+    zeroconf = AsyncZeroconf(interfaces=["127.0.0.1"], ip_version=IPVersion.V4Only)
+    try:
+        async with (
+            httpx.AsyncClient() as client,
+            connected(emulator, WIFI_NEXT, (zeroconf, client)) as device,
+        ):
+            assert device.serial_number == "0" and device.device is None and device.plcnet is not None
+            assert control.apply(emulator, f"speak {WIFI_NEXT} deviceapi") == "ok"
+            await until(lambda: device.device is not None, what="the device API over mDNS")
+            assert device.serial_number == WIFI_NEXT
+    finally:
+        await zeroconf.async_close()
+    assert control.apply(emulator, f"silence {WIFI_NEXT} mdns on").startswith("error:")
 
 
 async def test_emulator_fault_vanished_is_device_not_found(

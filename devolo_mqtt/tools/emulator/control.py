@@ -5,7 +5,9 @@
     move <station mac> <ap serial | away>
     advance <seconds>
     rate <from serial> <to serial> <Mbit/s | base>   (hold a PLC link's rate; `base` lets it go)
-    silence <serial> <deviceapi|plcnet> <N | Ts>   (its next N mDNS queries, or T seconds, unanswered)
+    silence <serial> <deviceapi|plcnet> <N | Ts | on>   (its next N mDNS queries, T seconds, or until
+                                                         `speak`, unanswered)
+    speak <serial> <deviceapi|plcnet>   (the service answers again, and the device announces itself)
     requests <endpoint>   (answered with one JSON line: authorised requests per serial, e.g. LedSettingsGet)
 
 Each line is answered on standard output with `ok` (or the JSON asked for) or `error: <reason>`.
@@ -47,6 +49,7 @@ def apply(emulator: Emulator, line: str) -> str:
             lambda a: emulator.world.set_link_rate(a[0], a[1], None if a[2] == "base" else float(a[2])),
         ),
         "silence": (3, lambda a: _silence(emulator, *a)),
+        "speak": (2, lambda a: emulator.speak(a[0], a[1])),
         "requests": (
             1,
             lambda a: json.dumps(
@@ -68,7 +71,9 @@ def apply(emulator: Emulator, line: str) -> str:
 
 
 def _silence(emulator: Emulator, serial: str, service: str, amount: str) -> None:
-    if amount.endswith("s"):
+    if amount == "on":
+        emulator.silence(serial, service)
+    elif amount.endswith("s"):
         emulator.silence(serial, service, seconds=float(amount[:-1]))
     else:
         emulator.silence(serial, service, queries=int(amount))
