@@ -543,8 +543,14 @@ class DeviceActor:
         # A failed read is tried again at the state cadence, not after its own (possibly six-hour)
         # interval: one timed-out firmware check must not hide updates for hours.
         retry = min(interval, self._polling.state)
+        planned = self._due.get(source.key, self._clock())
         ok = await self._read(source)
-        self._due[source.key] = self._clock() + (interval if ok else retry)
+        now = self._clock()
+        # On a fixed cadence from the planned time, not from when the read ended: a read that waited
+        # for a shared slot (behind dead devices) does not push every later one back. A cadence that
+        # fell behind skips what it missed rather than reading back to back.
+        cadence = planned + interval if planned + interval > now else now + interval
+        self._due[source.key] = cadence if ok else now + retry
         return ok
 
     async def _read(self, source: Source, *, raise_errors: bool = False) -> bool:

@@ -17,7 +17,7 @@ from devolo_mqtt.core.clock import Clock, utc_now
 from devolo_mqtt.core.errors import DeviceRefusedError
 from devolo_mqtt.core.names import MacNames
 from devolo_mqtt.core.store import JsonStore, StoredInts
-from devolo_mqtt.devices.actor import ClientFactory, DeviceActor, DeviceOutput
+from devolo_mqtt.devices.actor import ClientFactory, DeviceActor, DeviceClient, DeviceOutput
 from devolo_mqtt.devices.adapter import AdapterRuntime
 from devolo_mqtt.devices.discovery import Found
 from devolo_mqtt.mqtt.topics import device_id_problem
@@ -171,7 +171,7 @@ class DeviceRegistry:
         if self._group is not None:
             self._out.publish_inventory()
 
-    def _client(self, ip: str, password: str) -> Any:
+    def _client(self, ip: str, password: str) -> DeviceClient:
         assert self._client_factory is not None, "devices are started by start()"
         return self._client_factory(ip, password)
 
