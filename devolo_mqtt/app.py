@@ -19,6 +19,7 @@ from devolo_mqtt.core.clock import Clock, MonotonicClock
 from devolo_mqtt.core.errors import DuplicateInstanceError
 from devolo_mqtt.core.mac import display_mac
 from devolo_mqtt.core.names import MacNames
+from devolo_mqtt.core.store import JsonStore
 from devolo_mqtt.core.tasks import FairLimiter
 from devolo_mqtt.devices.actor import DeviceActor
 from devolo_mqtt.devices.client import DevoloClient
@@ -152,6 +153,7 @@ class Bridge:
         """Run until cancelled; shutdown unwinds the exit stack (MQTT goodbye, then mDNS)."""
         async with AsyncExitStack() as stack:
             stack.callback(heartbeat.write, self.settings.data_dir, connected=False)  # last, on the way out
+            stack.callback(JsonStore.flush_all)  # what the last seconds changed
             interfaces = self.settings.discovery.interfaces or InterfaceChoice.All
             zeroconf = AsyncZeroconf(interfaces=interfaces, ip_version=IPVersion.V4Only)
             stack.push_async_callback(zeroconf.async_close)
@@ -225,7 +227,7 @@ class Bridge:
                 self.publisher.health(health)
             heartbeat.write(self.settings.data_dir, connected=self.mqtt.connected.is_set())
             memory.give_back()  # what start-up bursts and reconnects freed (glibc keeps it otherwise)
-            if self.ha.listening and uptime >= self.settings.homeassistant.stale_grace:
+            if self.ha.enabled and not self.ha.swept and uptime >= self.settings.homeassistant.stale_grace:
                 keep = {f"devolo_{r.id}" for r in self.registry.runtimes.values()}
                 keep |= {f"devolo_{c.topic_id}" for c in self.settings.devices if c.topic_id}
                 self.ha.sweep(keep)
@@ -233,5 +235,11 @@ class Bridge:
 
     def _on_connect(self) -> None:
         heartbeat.write(self.settings.data_dir, connected=True)
+        if self.ha.listening:
+            # The instance check's hello echoed after the retained configs the discovery subscription
+            # brought (the broker sends them at SUBSCRIBE, before our later PUBLISH): every leftover of
+            # an earlier run is in hand. Listening on would echo each of our own ~25 configs per device.
+            self.ha.heard_all = True
+            self.mqtt.resubscribe()
         self.publisher.bridge_online(inventory.info(self.settings))
         self.ha.bridge()

@@ -17,7 +17,7 @@ import pytest
 from devolo_mqtt.core import capabilities
 from devolo_mqtt.core.commands import Command, Executor
 from devolo_mqtt.core.store import StoredInts
-from devolo_mqtt.devices.actor import DeviceActor
+from devolo_mqtt.devices.actor import SLOW_SOURCES_AFTER, DeviceActor
 from devolo_mqtt.settings import DeviceConfig, Settings
 from tests.fakes import REPEATER_MT, FakeClient, FakeDevice, ManualClock, Recorder, settle
 
@@ -46,6 +46,7 @@ async def actor(
     *,
     config: DeviceConfig | None = None,
     ip: str = "192.0.2.10",
+    stagger: float = 0.0,
     **polling: float,
 ) -> AsyncIterator[Actor]:
     """One device actor running on a manual clock against a fake client."""
@@ -69,6 +70,7 @@ async def actor(
         executor=Executor(answer=out.answer, shared_changed=lambda *_: None),
         clock=clock,
         guest_durations=StoredInts(tmp_path / "guest.json", 60),
+        stagger=stagger,
     )
     task = asyncio.create_task(runtime.run())
     await settle()
@@ -224,6 +226,29 @@ async def test_actor_offline_probes_once_per_backoff_step(tmp_path: Path) -> Non
         await a.clock.advance(15)
         assert a.runtime.online is True
         assert {"leds", "guest", "stations"} <= set(device.calls)
+
+
+async def test_actor_slower_sources_wait_for_the_stagger_at_the_first_connection_only(
+    tmp_path: Path,
+) -> None:
+    """A fleet's start: the state first, the slower sources (uptime, firmware check, WiFi clients,
+    neighbours) after SLOW_SOURCES_AFTER plus the registry's stagger; after a reconnect without it."""
+    slow = {"uptime", "firmware", "stations", "neighbors"}
+    device = FakeDevice()
+    async with actor(tmp_path, device, stagger=6.0, state=60, wifi=600, offline_retry_max=5) as a:
+        await a.clock.advance(SLOW_SOURCES_AFTER + 5)
+        assert {"leds", "guest"} <= set(device.calls) and not slow & set(device.calls)
+        await a.clock.advance(2)
+        assert slow <= set(device.calls)
+        device.reachable = False
+        await a.clock.advance(60)  # the next state read finds it gone
+        assert a.runtime.online is False
+        device.reachable = True
+        device.calls.clear()
+        await a.clock.advance(5)  # the next probe: back
+        assert a.runtime.online is True
+        await a.clock.advance(SLOW_SOURCES_AFTER + 0.5)
+        assert slow <= set(device.calls)
 
 
 async def test_actor_refresh_requests_coalesce(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from devolo_mqtt.core.commands import parse_command
 from devolo_mqtt.core.errors import CommandError
 from devolo_mqtt.core.model import Overview, PlcDevice, PlcRate, Station
 from devolo_mqtt.core.names import MacNames
-from devolo_mqtt.core.store import StoredInt
+from devolo_mqtt.core.store import JsonStore, StoredInt
 from devolo_mqtt.core.tasks import FairLimiter
 from devolo_mqtt.plc.linkwatch import LinkWatch
 from devolo_mqtt.plc.monitor import NetworkIds, NetworkMonitor, NetworkOutput
@@ -310,3 +310,19 @@ def test_log_vanished_interface_is_one_info_line_without_traceback() -> None:
     assert first["level"] == "info" and "interface went away: Network is unreachable" in first["event"]
     assert "socket 7" in first["event"] and "exception" not in first
     assert second["level"] == "warning" and "ValueError" in second["exception"]
+
+
+async def test_store_save_soon_writes_the_latest_value_once_flushed(tmp_path: Path) -> None:
+    """A burst of changes is one write of the last value; `flush_all` writes it at once (a stop)."""
+    store = JsonStore(tmp_path / "known.json")
+    values = {"a": 1}
+    store.save_soon(lambda: values)
+    values = {"a": 2}
+    store.save_soon(lambda: values)
+    assert not store.path.exists()  # not yet: the burst may go on
+    JsonStore.flush_all()
+    assert store.load() == {"a": 2}
+    JsonStore.flush_all()  # nothing pending: nothing written again
+    store.path.unlink()
+    JsonStore.flush_all()
+    assert not store.path.exists()

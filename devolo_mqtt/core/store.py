@@ -5,21 +5,55 @@ memory, never a crash)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import structlog
 
 log = structlog.get_logger("devolo_mqtt.core.store")
 
 
+SAVE_DELAY = 2.0  # seconds: a burst of changes (200 devices identified at start) is one write
+
+
 class JsonStore:
     """One JSON file."""
 
+    _pending: ClassVar[dict[JsonStore, Callable[[], Any]]] = {}
+
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._timer: asyncio.TimerHandle | None = None
+
+    def save_soon(self, value: Callable[[], Any]) -> None:
+        """Save what `value()` returns within SAVE_DELAY seconds: many changes in a burst are one write
+        (each write is the whole file). `flush_all()` writes whatever is pending, at shutdown."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop: nothing to batch with
+            self.save(value())
+            return
+        JsonStore._pending[self] = value
+        if self._timer is None:
+            self._timer = loop.call_later(SAVE_DELAY, self._flush)
+
+    def _flush(self) -> None:
+        self._timer = None
+        value = JsonStore._pending.pop(self, None)
+        if value is not None:
+            self.save(value())
+
+    @classmethod
+    def flush_all(cls) -> None:
+        """Write every pending `save_soon` now (the bridge stops)."""
+        for store in list(cls._pending):
+            if store._timer is not None:
+                store._timer.cancel()
+            store._flush()
 
     def load(self) -> Any:
         """The stored value, or None when there is none (or it cannot be read)."""

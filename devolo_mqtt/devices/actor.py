@@ -43,6 +43,7 @@ MAX_QUEUED_COMMANDS = 100
 # every poll round): a service that answers late shows within this long.
 IDENTITY_CHECK = 15.0
 SLOW_SOURCES_AFTER = 1.0  # seconds after a connect before the slower sources are first read
+STAGGER = 0.05  # seconds more per device already known, at a device's first connection (200: 10 s)
 _WHOLE_POLL = 0.25  # seconds between looks while an identity is being completed at connect
 
 
@@ -134,6 +135,7 @@ class DeviceActor:
         executor: Executor,
         clock: Clock,
         guest_durations: StoredInts,
+        stagger: float = 0.0,
     ) -> None:
         self.id = device_id
         # Configured by address only: the id (its serial) is not known before the first connection, and
@@ -157,6 +159,9 @@ class DeviceActor:
         self.last_seen: datetime | None = None
         self._locate_until = 0.0
         self._guest_durations = guest_durations
+        # Added to SLOW_SOURCES_AFTER at the first connection only: the registry staggers a fleet's
+        # slower first reads, so that a start's state and discovery are not queued behind them.
+        self._stagger = stagger
         self._data: dict[SourceKey[Any], Any] = {}
         self._unsupported: set[SourceKey[Any]] = set()  # sources the device said it cannot serve
         self._due: dict[SourceKey[Any], float] = {}  # when each source is read next (while online)
@@ -489,10 +494,8 @@ class DeviceActor:
         clients, neighbours, last restart) a moment later, so that when many devices connect at once
         (a start) every device's LEDs and guest WiFi are in before anyone's firmware check."""
         state = self._polling.state
-        self._due = {
-            s.key: at if s.interval(self._polling) <= state else at + SLOW_SOURCES_AFTER
-            for s in self._sources()
-        }
+        slow_at, self._stagger = at + SLOW_SOURCES_AFTER + self._stagger, 0.0
+        self._due = {s.key: at if s.interval(self._polling) <= state else slow_at for s in self._sources()}
 
     def _due_sources(self) -> list[Source]:
         if not self.online:

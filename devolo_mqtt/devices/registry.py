@@ -17,7 +17,7 @@ from devolo_mqtt.core.clock import Clock, utc_now
 from devolo_mqtt.core.errors import DeviceRefusedError
 from devolo_mqtt.core.names import MacNames
 from devolo_mqtt.core.store import JsonStore, StoredInts
-from devolo_mqtt.devices.actor import ClientFactory, DeviceActor, DeviceClient, DeviceOutput
+from devolo_mqtt.devices.actor import STAGGER, ClientFactory, DeviceActor, DeviceClient, DeviceOutput
 from devolo_mqtt.devices.adapter import AdapterRuntime
 from devolo_mqtt.devices.discovery import Found
 from devolo_mqtt.mqtt.topics import device_id_problem
@@ -160,6 +160,7 @@ class DeviceRegistry:
             executor=self._executor,
             clock=self._clock,
             guest_durations=self._guest_durations,
+            stagger=len(self.runtimes) * STAGGER,
         )
         runtime.serial_hint = (
             serial or (config.serial if config else None) or (device_id if config is None else None)
@@ -250,7 +251,7 @@ class DeviceRegistry:
         )
         if self._remembered.get(key) != entry:
             self._remembered[key] = entry
-            self._known.save(self._remembered)
+            self._known.save_soon(lambda: self._remembered)
 
     def _rename(self, runtime: DeviceActor, device_id: str) -> None:
         if runtime.id == device_id:

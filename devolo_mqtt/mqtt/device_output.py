@@ -24,6 +24,7 @@ from devolo_mqtt.wifi import guestqr
 from devolo_mqtt.wifi.tracker import WifiTracker
 
 NAME_WAIT = 10.0  # seconds discovery of an unnamed PLC device waits for its network's overview
+INVENTORY_DELAY = 0.25  # seconds: a burst of changes (every device at start) is one `bridge/devices`
 
 
 class MqttDeviceOutput:
@@ -36,6 +37,7 @@ class MqttDeviceOutput:
         self._devices: DeviceRegistry
         self._networks: NetworkMonitor | None = None
         self._wifi: WifiTracker | None = None
+        self._inventory_due: asyncio.TimerHandle | None = None
 
     def attach(self, devices: DeviceRegistry, *, networks: NetworkMonitor, wifi: WifiTracker) -> None:
         """The parts built after this one (they report through it in turn)."""
@@ -179,7 +181,13 @@ class MqttDeviceOutput:
         self.publish_inventory()
 
     def publish_inventory(self) -> None:
-        """`bridge/devices`."""
+        """`bridge/devices`, once for a burst of changes: at start, 200 devices identified are a few
+        messages, not 200 messages of up to 200 entries each."""
+        if self._inventory_due is None:
+            self._inventory_due = asyncio.get_running_loop().call_later(INVENTORY_DELAY, self._inventory)
+
+    def _inventory(self) -> None:
+        self._inventory_due = None
         items = [inventory.adapter_entry(a) for a in self._devices.adapters.values()]
         if self._networks is not None:
             items += [

@@ -315,6 +315,7 @@ class MqttSession:
         held, self._held = self._held or [], None
         for incoming in held:  # e.g. commands the broker kept for our session while we were away
             self._handle(incoming)
+        await self._sync_subscriptions(client)  # what `on_connect` and the held messages changed
         # The bridge's own state first: a subscriber arriving mid-replay must find it retained.
         # Then the answers and events kept through the outage, then the rest.
         # Bulk ones (discovery configs) last, as when queued.

@@ -93,7 +93,7 @@ class LinkWatch:
         before = self._members.get(network)
         self._members[network] = now
         changes = [c for src, dst, rate in rates if (c := self._sample(src, dst, rate)) is not None]
-        self._store.save(self._dump())
+        self._store.save_soon(self._dump)
         if before is None:  # first sight of this network: its members are not news
             return LinkChanges(changes, [], [])
         return LinkChanges(changes, sorted(now - before), sorted(before - now))
@@ -101,7 +101,7 @@ class LinkWatch:
     def forget(self, network: str) -> None:
         """A network id no longer used (its links are kept: they are per MAC pair)."""
         if self._members.pop(network, None) is not None:
-            self._store.save(self._dump())
+            self._store.save_soon(self._dump)
 
     def _sample(self, src: str, dst: str, rate: float) -> LinkChange | None:
         link = self._links.setdefault((src, dst), _Link())

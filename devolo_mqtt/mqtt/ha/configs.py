@@ -339,15 +339,23 @@ def is_ours(ctx: HaContext, payload: bytes) -> bool:
 
 
 class DiscoveryLedger:
-    """What this bridge has published (and found on the broker from earlier runs), by topic.
+    """What this bridge has published (and found on the broker from earlier runs), by topic and by node.
 
     Payloads are kept as the very bytes handed to the MQTT session, which keeps them for re-publishing
-    after a reconnect: one copy of every config in memory, not two (~6 MiB at 200 devices).
+    after a reconnect: one copy of every config in memory, not two (~6 MiB at 200 devices). The index
+    by node makes a device's update cost its own configs, not every config of the bridge (at 200
+    devices the scan over all of them was the largest cost of a start).
     """
 
     def __init__(self) -> None:
         self.published: dict[str, bytes] = {}
         self.found: dict[str, bytes] = {}  # ours on the broker, not (yet) confirmed by this run
+        self._published_by_node: dict[str, set[str]] = {}
+        self._found_by_node: dict[str, set[str]] = {}
+
+    def has_node(self, node: str) -> bool:
+        """Whether configs of `node` (`devolo_<id>`) are published."""
+        return bool(self._published_by_node.get(node))
 
     def found_on_broker(self, topic: str, payload: bytes) -> bool:
         """Remember a config seen on the broker (empty: it is gone); whether it is stale already.
@@ -356,13 +364,15 @@ class DiscoveryLedger:
         the entity no longer exists), so it is to be cleared now rather than at the sweep.
         """
         if not payload:
-            self.found.pop(topic, None)
+            self._drop(self.found, self._found_by_node, topic)
             return False
         if topic in self.published:
             return False
-        if any(_owned(t, Topics.discovery_node(topic)) for t in self.published):
+        node = Topics.discovery_node(topic)
+        if self.has_node(node):
             return True
         self.found[topic] = payload
+        self._found_by_node.setdefault(node, set()).add(topic)
         return False
 
     def update(
@@ -381,12 +391,14 @@ class DiscoveryLedger:
             else:
                 text = held  # keep the copy the MQTT session holds too
             self.published[topic] = text
-            self.found.pop(topic, None)
-        for topic in [
-            t for t in [*self.published, *self.found] if _owned(t, owner_prefix) and t not in configs
-        ]:
-            self.published.pop(topic, None)
-            self.found.pop(topic, None)
+            self._published_by_node.setdefault(Topics.discovery_node(topic), set()).add(topic)
+            self._drop(self.found, self._found_by_node, topic)
+        owned = self._published_by_node.get(owner_prefix, set()) | self._found_by_node.get(
+            owner_prefix, set()
+        )
+        for topic in sorted(owned - configs.keys()):
+            self._drop(self.published, self._published_by_node, topic)
+            self._drop(self.found, self._found_by_node, topic)
             out.append((topic, b""))
         return out
 
@@ -394,13 +406,25 @@ class DiscoveryLedger:
         """Configs found on the broker whose node is not in `keep`: to be cleared."""
         stale = [t for t in self.found if Topics.discovery_node(t) not in keep]
         for topic in stale:
-            self.found.pop(topic)
+            self._drop(self.found, self._found_by_node, topic)
         return stale
+
+    def forget_found(self) -> None:
+        """After a purge: what was found on the broker is gone."""
+        self.found.clear()
+        self._found_by_node.clear()
 
     def republish(self) -> list[tuple[str, bytes]]:
         """Everything published, again (on request)."""
         return list(self.published.items())
 
-
-def _owned(topic: str, owner_prefix: str) -> bool:
-    return Topics.discovery_node(topic) == owner_prefix
+    @staticmethod
+    def _drop(topics: dict[str, bytes], by_node: dict[str, set[str]], topic: str) -> None:
+        if topics.pop(topic, None) is None:
+            return
+        node = Topics.discovery_node(topic)
+        held = by_node.get(node)
+        if held is not None:
+            held.discard(topic)
+            if not held:
+                del by_node[node]

@@ -41,14 +41,16 @@ class HaPublisher:
         self._guest_qr = guest_qr
         self.ledger = DiscoveryLedger()
         self.swept = False  # stale configs of earlier runs cleared
+        self.heard_all = False  # the broker has delivered every retained config (first connection)
         # After `discovery/purge`: configs are kept up to date in the ledger but not sent until
         # `discovery/republish` (otherwise the next change would bring back what the user removed).
         self.purged = False
 
     @property
     def listening(self) -> bool:
-        """Whether to subscribe to the discovery prefix (only until the sweep: to find our leftovers)."""
-        return self.enabled and not self.swept
+        """Whether to subscribe to the discovery prefix: only at the first connection, to find our
+        leftovers of earlier runs among the retained configs (the broker delivers them at once)."""
+        return self.enabled and not self.swept and not self.heard_all
 
     def bridge(self) -> None:
         """The bridge's own entities (its connection; every PLC network's map and weakest link)."""
@@ -63,8 +65,7 @@ class HaPublisher:
 
     def discovered(self, node: Node) -> bool:
         """Whether this node's configs were published (or are held back by a purge)."""
-        marker = f"/devolo_{node.id}/"
-        return any(marker in topic for topic in self.ledger.published)
+        return self.ledger.has_node(f"devolo_{node.id}")
 
     def tracker(self, mac: str, name: str | None, vendor: str | None) -> None:
         """A WiFi client's device tracker."""
@@ -106,7 +107,7 @@ class HaPublisher:
         topics = [*self.ledger.published, *self.ledger.found]
         for topic in topics:
             self._out.config(topic, "")
-        self.ledger.found.clear()
+        self.ledger.forget_found()
         return len(topics)
 
     def _ha_device(self, node: Node) -> HaDevice:
