@@ -33,5 +33,8 @@ def test_bench_smoke_run_prints_the_table_and_writes_every_figure(tmp_path: Path
     assert bridge["messages_per_round"] == 0  # nothing changes on the emulated devices
     assert 0 < bridge["set_ms_p50"] <= bridge["set_ms_p99"] < 5000
     assert 0 < bridge["start_s"] < 60 and bridge["rss_mib"] > 10
+    # The bare library measured in a process of its own: its start and RSS are comparable.
+    assert 0 < bare["connect_s"] < bare["start_s"] < 60 and 10 < bare["rss_mib"] < bridge["rss_mib"]
+    assert bridge["rss_mib_after_set"] > 10
     assert 1 <= bridge["tasks_per_device"] < 5  # one actor each, and the bridge's few own tasks
     assert dead["dead_devices"] == 1 and dead["state_reads_per_interval_min"] > 0.5

@@ -120,19 +120,48 @@ class Emulated:
 
 
 async def bare_library(
-    emulated: Emulated, rounds: int, commands: int, rng: random.Random, interval: float
+    emulated: Emulated, rounds: int, commands: int, seed: int, interval: float
 ) -> dict[str, float]:
-    """The calls of the bridge's state poll, made with the library alone; LED write + read-back."""
+    """The bare library in a process of its own (`python -m devolo_mqtt.tools.bench`), so that its RSS
+    and its start are comparable with the bridge's: process start until every device is connected
+    (in parallel, one shared AsyncZeroconf and httpx client) and its LEDs read; then the bridge's state
+    poll calls, paced like the bridge's; then LED write + read-back."""
+    spec = json.dumps(
+        {"addresses": list(emulated.addresses.values()), "rounds": rounds, "commands": commands,
+         "seed": seed, "interval": interval}
+    )  # fmt: skip
+    began = time.perf_counter()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "devolo_mqtt.tools.bench", spec,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    assert process.stdout is not None
+    try:
+        async with asyncio.timeout(600):
+            await process.stdout.readline()  # "connected"
+            start_s = time.perf_counter() - began
+            figures: dict[str, float] = json.loads(await process.stdout.readline())
+            await process.wait()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    return {"start_s": start_s, **figures}
+
+
+async def _bare_run(spec: dict[str, Any]) -> dict[str, float]:
+    rng = random.Random(spec["seed"])
+    interval: float = spec["interval"]
     zeroconf = AsyncZeroconf(interfaces=["127.0.0.1"], ip_version=IPVersion.V4Only)
     limiter = asyncio.Semaphore(16)
-    devices: list[Device] = []
+    devices = [Device(ip, zeroconf_instance=zeroconf) for ip in spec["addresses"]]
     try:
         async with httpx.AsyncClient() as http:
-            for ip in emulated.addresses.values():
-                device = Device(ip, zeroconf_instance=zeroconf)
+            began = time.perf_counter()
+            await asyncio.gather(*(d.async_connect(session_instance=http) for d in devices))
+            connect_s = time.perf_counter() - began
+            for device in devices:
                 device.password = DEMO_PASSWORD
-                await device.async_connect(session_instance=http)
-                devices.append(device)
 
             async def poll(device: Device) -> None:
                 async with limiter:
@@ -142,31 +171,36 @@ async def bare_library(
                     if "wifi1" in api.features:
                         await api.async_get_wifi_guest_access()
 
+            await asyncio.gather(*(poll(d) for d in devices))  # every device's state: "started"
+            sys.stdout.write("connected\n")
+            sys.stdout.flush()
             # Rounds paced like the bridge's (every `interval`), so both pay the same for connections
             # that expired in between, and the CPU between rounds (mDNS browsers) counts for both.
-            await asyncio.gather(*(poll(d) for d in devices))  # warm-up
             await asyncio.sleep(interval)
             walls, cpu = [], time.process_time()
-            for _ in range(rounds):
-                began = time.perf_counter()
+            for _ in range(spec["rounds"]):
+                started = time.perf_counter()
                 await asyncio.gather(*(poll(d) for d in devices))
-                walls.append(time.perf_counter() - began)
+                walls.append(time.perf_counter() - started)
                 await asyncio.sleep(max(0.0, interval - walls[-1]))
-            cpu_per_round = (time.process_time() - cpu) / rounds
+            cpu_per_round = (time.process_time() - cpu) / spec["rounds"]
             latencies = []
-            for _ in range(commands):
+            for _ in range(spec["commands"]):
                 api = rng.choice(devices).device
                 assert api is not None
                 wanted = not await api.async_get_led_setting()
-                began = time.perf_counter()
+                started = time.perf_counter()
                 await api.async_set_led_setting(wanted)
                 await api.async_get_led_setting()
-                latencies.append(time.perf_counter() - began)
+                latencies.append(time.perf_counter() - started)
+            rss = _rss_mib(os.getpid())
     finally:
         for device in devices:
             await device.async_disconnect()
         await zeroconf.async_close()
     return {
+        "connect_s": connect_s,
+        "rss_mib": rss,
         "cpu_ms_per_round": cpu_per_round * 1000,
         "wall_ms_per_round": statistics.median(walls) * 1000,
         "set_ms_p50": _percentile(latencies, 50) * 1000,
@@ -359,6 +393,7 @@ async def run_bench(  # noqa: PLR0915 - one measurement after the other reads be
         report.bridge["set_ms_p99"] = _percentile(latencies, 99) * 1000
         report.bridge["set_ms_p50_hash_subscriber"] = _percentile(seen_by_all, 50) * 1000
         report.bridge["set_ms_p99_hash_subscriber"] = _percentile(seen_by_all, 99) * 1000
+        report.bridge["rss_mib_after_set"] = _rss_mib(bridge.pid)
 
         dead = serials[: max(1, round(count * dead_fraction))]
         alive = [s for s in serials if s not in dead]
@@ -389,7 +424,7 @@ async def run_bench(  # noqa: PLR0915 - one measurement after the other reads be
         await stop_bridge()
         for serial in dead:
             await emulated.control(f"fault {serial} none")
-        report.bare = await bare_library(emulated, rounds, commands, rng, interval)
+        report.bare = await bare_library(emulated, rounds, commands, seed, interval)
         report.bridge["cpu_ratio"] = report.bridge["cpu_ms_per_round"] / report.bare["cpu_ms_per_round"]
         out(f"  bare library: {report.bare['cpu_ms_per_round']:.0f} ms CPU per state round")
     _table(report, out)
@@ -412,12 +447,17 @@ def _table(report: Report, out: Callable[[str], None]) -> None:
         ("  ratio bridge / bare", "", f"{r['cpu_ratio']:.2f}"),
         ("state poll round, wall", f"{b['wall_ms_per_round']:.0f} ms", ""),
         ("MQTT messages per round (nothing changed)", "", f"{r['messages_per_round']:.1f}"),
-        ("start → all online, state + discovery", "", f"{r['start_s']:.1f} s"),
+        ("start → all online, state + discovery (bare: connected, LEDs read)",
+         f"{b['start_s']:.2f} s", f"{r['start_s']:.2f} s"),
+        ("  of which the bare library's parallel connect", f"{b['connect_s']:.2f} s", ""),
         ("/set → state seen, p50", f"{b['set_ms_p50']:.1f} ms", f"{r['set_ms_p50']:.1f} ms"),
         ("/set → state seen, p99", f"{b['set_ms_p99']:.1f} ms", f"{r['set_ms_p99']:.1f} ms"),
         ("  seen by a '#' subscriber, p50 / p99", "",
          f"{r['set_ms_p50_hash_subscriber']:.1f} / {r['set_ms_p99_hash_subscriber']:.1f} ms"),
-        ("RSS", "", f"{r['rss_mib']:.0f} MiB"),
+        ("RSS", f"{b['rss_mib']:.0f} MiB", f"{r['rss_mib']:.0f} MiB"),
+        ("  after the /set phase", "", f"{r['rss_mib_after_set']:.0f} MiB"),
+        ("  target: bare + 20 MiB + 0.1 MiB per device", "",
+         f"{b['rss_mib'] + 20 + 0.1 * report.devices:.0f} MiB"),
         ("asyncio tasks per device", "", f"{r['tasks_per_device']:.2f}"),
         (f"{d['dead_devices']:.0f} devices dead: /set p50 / p99", "",
          f"{d['set_ms_p50']:.1f} / {d['set_ms_p99']:.1f} ms"),
@@ -427,11 +467,15 @@ def _table(report: Report, out: Callable[[str], None]) -> None:
     how = "configured by serial + ip" if report.configured else "found by mDNS"
     machine = f"{report.machine['cpus']} CPUs, Python {report.machine['python']}"
     out(f"\n{report.devices} devices ({how}), {machine}")
-    out(f"{'measure':<58} {'bare library':>14} {'bridge':>16}")
+    out(f"{'measure':<68} {'bare library':>14} {'bridge':>16}")
     for name, bare, bridge in rows:
-        out(f"{name:<58} {bare:>14} {bridge:>16}")
+        out(f"{name:<68} {bare:>14} {bridge:>16}")
 
 
 def write_json(report: Report, path: Path) -> None:
     """The figures as JSON."""
     path.write_text(json.dumps(report.__dict__, indent=1, sort_keys=True), encoding="utf-8")
+
+
+if __name__ == "__main__":  # the bare library's process (see `bare_library`)
+    sys.stdout.write(json.dumps(asyncio.run(_bare_run(json.loads(sys.argv[1])))) + "\n")
