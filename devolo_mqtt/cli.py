@@ -61,7 +61,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--speed", type=float, default=10.0, help="simulated seconds per real second")
     bench = sub.add_parser("bench", help="benchmark the bridge next to the bare library (emulated devices)")
-    bench.add_argument("--devices", type=int, default=50, help="emulated devices (default 50, at most 250)")
+    bench.add_argument(
+        "--devices", type=int, help="emulated devices (default 50, with --chaos 30; at most 250)"
+    )
     bench.add_argument("--window", type=float, default=60.0, help="seconds of steady polling measured")
     bench.add_argument("--commands", type=int, default=200, help="/set commands timed")
     bench.add_argument("--rounds", type=int, default=6, help="rounds of the bare library loop (5 s apart)")
@@ -69,6 +71,13 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", type=Path, help="also write the figures to this file")
     bench.add_argument(
         "--configured", action="store_true", help="devices configured by serial + ip, mDNS browsing off"
+    )
+    bench.add_argument(
+        "--chaos",
+        type=float,
+        metavar="MINUTES",
+        help="instead: a chaos run of MINUTES (device faults, broker kills and freezes, a bridge restart, "
+        "command bursts with hostile payloads); reports every command's fate",
     )
     diagnostics = sub.add_parser(
         "diagnostics", help="print a running bridge's diagnostics (redacted, for bug reports)"
@@ -222,10 +231,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from devolo_mqtt.tools.bench import run_bench, write_json  # noqa: PLC0415
 
     log.configure("WARNING", "console")
+    if args.chaos is not None:
+        return _cmd_chaos(args)
 
     async def bench() -> None:
         report = await run_bench(
-            args.devices,
+            args.devices or 50,
             rounds=args.rounds,
             window=args.window,
             commands=args.commands,
@@ -237,6 +248,19 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             write_json(report, args.json)
 
     return run_until_signal(bench)
+
+
+def _cmd_chaos(args: argparse.Namespace) -> int:
+    from devolo_mqtt.tools import chaos  # noqa: PLC0415
+
+    async def run() -> None:
+        report = await chaos.run_chaos(
+            args.chaos, devices=args.devices or 30, out=functools.partial(print, flush=True)
+        )
+        if args.json:
+            chaos.write_json(report, args.json)
+
+    return run_until_signal(run)
 
 
 def _cmd_diagnostics(args: argparse.Namespace) -> int:

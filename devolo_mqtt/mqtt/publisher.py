@@ -52,9 +52,10 @@ class Publisher:
     ) -> None:
         """The answer to a command: on `set/result`, and on its MQTT 5 response topic if it had one."""
         text = dumps(payload)
-        self.mqtt.publish(self.topics.set_result(device_id), text)
+        # QoS 1: an asker with a persistent session gets its answer even if it was reconnecting.
+        self.mqtt.publish(self.topics.set_result(device_id), text, qos=1)
         if response_topic:
-            self.mqtt.publish(response_topic, text, correlation=correlation)
+            self.mqtt.publish(response_topic, text, qos=1, correlation=correlation)
         if payload["status"] == "error":
             self.event(
                 "command_failed", {"device": device_id, "key": payload["key"], "error": payload["error"]}

@@ -9,6 +9,7 @@
                                                          `speak`, unanswered)
     speak <serial> <deviceapi|plcnet>   (the service answers again, and the device announces itself)
     requests <endpoint>   (answered with one JSON line: authorised requests per serial, e.g. LedSettingsGet)
+    leds   (answered with one JSON line: each device's LED setting, "ON" or "OFF", by serial)
 
 Each line is answered on standard output with `ok` (or the JSON asked for) or `error: <reason>`.
 """
@@ -54,6 +55,12 @@ def apply(emulator: Emulator, line: str) -> str:
             1,
             lambda a: json.dumps(
                 {d.serial: d.requests.get(a[0], 0) for d in emulator.world.devices.values()}
+            ),
+        ),
+        "leds": (
+            0,
+            lambda _: json.dumps(
+                {d.serial: "ON" if d.leds else "OFF" for d in emulator.world.devices.values()}
             ),
         ),
     }
