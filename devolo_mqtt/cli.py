@@ -51,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
         "--interface", help="address of the interface for multicast (default: each device's)"
     )
     emulate.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second")
+    emulate.add_argument(
+        "--site", type=int, default=0, help="with --count: serials and MACs unique to this site (0-255)"
+    )
     demo = sub.add_parser("demo", help="emulated home + bridge + broker, with a live summary")
     demo.add_argument("--broker", help="HOST[:PORT] of your broker (default: a mosquitto for the demo only)")
     demo.add_argument("--port", type=int, help="port of the demo's mosquitto (default 1883, else a free one)")
@@ -71,6 +74,17 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", type=Path, help="also write the figures to this file")
     bench.add_argument(
         "--configured", action="store_true", help="devices configured by serial + ip, mDNS browsing off"
+    )
+    bench.add_argument(
+        "--sites",
+        type=int,
+        metavar="N",
+        help="instead: N bridges with --devices each (default 200) on one broker, as many sites",
+    )
+    bench.add_argument(
+        "--federated",
+        action="store_true",
+        help="with --sites: each site on its own mosquitto, bridged to a central one",
     )
     bench.add_argument(
         "--chaos",
@@ -198,7 +212,9 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
     if args.scenario:
         scenario = load_scenario(args.scenario)
     elif args.count:
-        scenario = generated(args.count, **({"base": args.address_base} if args.address_base else {}))
+        scenario = generated(
+            args.count, site=args.site, **({"base": args.address_base} if args.address_base else {})
+        )
     else:
         scenario = demo_home(**base)
 
@@ -233,6 +249,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     log.configure("WARNING", "console")
     if args.chaos is not None:
         return _cmd_chaos(args)
+    if args.sites is not None:
+        return _cmd_sites(args)
 
     async def bench() -> None:
         report = await run_bench(
@@ -259,6 +277,22 @@ def _cmd_chaos(args: argparse.Namespace) -> int:
         )
         if args.json:
             chaos.write_json(report, args.json)
+
+    return run_until_signal(run)
+
+
+def _cmd_sites(args: argparse.Namespace) -> int:
+    from devolo_mqtt.tools import sites  # noqa: PLC0415
+
+    async def run() -> None:
+        report = await sites.run_sites(
+            args.sites,
+            args.devices or 200,
+            federated=args.federated,
+            out=functools.partial(print, flush=True),
+        )
+        if args.json:
+            sites.write_json(report, args.json)
 
     return run_until_signal(run)
 

@@ -86,8 +86,9 @@ def _machine() -> dict[str, Any]:
 class Emulated:
     """`devolo-mqtt emulate --count N` as a child process, controlled through its standard input."""
 
-    def __init__(self, count: int, base: str) -> None:
-        self.scenario = generated(count, base=base)
+    def __init__(self, count: int, base: str, *, site: int = 0) -> None:
+        self.scenario = generated(count, base=base, site=site)
+        self._site = site
         self.addresses = self.scenario.addresses()
         self._base = base
         self._process: asyncio.subprocess.Process | None = None
@@ -96,7 +97,7 @@ class Emulated:
         """Start it and wait until every device is served."""
         self._process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "devolo_mqtt", "emulate", "--count", str(len(self.addresses)),
-            "--speed", "0", "--address-base", self._base,
+            "--speed", "0", "--address-base", self._base, "--site", str(self._site),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
         )  # fmt: skip
         assert self._process.stdout is not None

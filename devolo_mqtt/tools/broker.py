@@ -32,7 +32,9 @@ class Mosquitto:
     """One mosquitto process on a fixed port that can be stopped, killed, paused and started again (the
     chaos run's broker outages)."""
 
-    def __init__(self, listen: str, port: int, workdir: Path, *, persistence: bool = False) -> None:
+    def __init__(
+        self, listen: str, port: int, workdir: Path, *, persistence: bool = False, extra: str = ""
+    ) -> None:
         binary = mosquitto_binary()
         if binary is None:
             raise ConfigError(
@@ -57,10 +59,15 @@ class Mosquitto:
             )
             + "log_dest stderr\nlog_type error\nlog_type warning\n"
             # As in the compose file's broker: no Nagle delay between a QoS 1 PUBACK and the state after it.
-            "set_tcp_nodelay true\n",
+            "set_tcp_nodelay true\n" + extra,
             encoding="utf-8",
         )
         self._process: asyncio.subprocess.Process | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The running process's id."""
+        return self._process.pid if self._process is not None and self._process.returncode is None else None
 
     async def start(self) -> None:
         """Start it and wait until it accepts connections."""

@@ -91,20 +91,23 @@ def demo_home(**overrides: Any) -> Scenario:
     return parse_scenario({**DEMO_HOME, **overrides}, "demo home")
 
 
-def generated(count: int, *, base: str = "127.0.20.1", per_network: int = 8, **overrides: Any) -> Scenario:
-    """`count` manageable devices (a WiFi model and a LAN model alternating) in networks of `per_network`."""
+def generated(
+    count: int, *, base: str = "127.0.20.1", per_network: int = 8, site: int = 0, **overrides: Any
+) -> Scenario:
+    """`count` manageable devices (a WiFi model and a LAN model alternating) in networks of `per_network`.
+    `site` (0-255) makes serials and PLC MACs unique across emulators that stand for different sites."""
     first = int(ipaddress.IPv4Address(base))
     devices = []
     for i in range(count):
         model = ("magic2_wifi_next", "magic2_lan", "dlan1200_wifi_ac")[i % 3]
         devices.append(
             {
-                "serial": f"2{i:015d}",
+                "serial": f"2{site:03d}{i:012d}",
                 "model": model,
                 "name": f"Adapter {i}",
                 "password": DEMO_PASSWORD,
                 "ip": str(ipaddress.IPv4Address(first + i)),
-                "plc_mac": f"02:00:5E:{i >> 16:02X}:{(i >> 8) & 255:02X}:{i & 255:02X}",
+                "plc_mac": f"02:{site:02X}:5E:{i >> 16:02X}:{(i >> 8) & 255:02X}:{i & 255:02X}",
                 "network": f"net{i // per_network}",
                 "attached_to_router": i % per_network == 0,
                 "mesh": f"net{i // per_network}",
