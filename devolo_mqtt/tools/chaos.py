@@ -76,6 +76,7 @@ class ChaosReport:
     devices: int
     sent: dict[str, Counter[str]] = field(default_factory=dict)  # circumstance → outcome → count
     broker_lost: int = 0
+    redelivered: int = 0  # answered twice across a broker kill: MQTT's at-least-once, told apart
     not_acknowledged: int = 0
     crashes: int = 0
     error_lines: int = 0
@@ -104,6 +105,7 @@ class Commander:
         self.client: aiomqtt.Client | None = None
         self.answers: Counter[str] = Counter()  # transaction → answers on set/result
         self.responses: Counter[str] = Counter()  # correlation → answers on the response topic
+        self.last_answer: dict[str, float] = {}  # key → when its last answer arrived
         self.state: dict[str, str] = {}  # device → retained LED state seen
         self.connected = asyncio.Event()
 
@@ -138,12 +140,15 @@ class Commander:
         raw = message.payload if isinstance(message.payload, bytes) else str(message.payload or "").encode()
         if topic.startswith(f"{ANSWERS}/"):
             correlation = getattr(message.properties, "CorrelationData", b"") or b""
-            self.responses[correlation.decode(errors="replace")] += 1
+            key = correlation.decode(errors="replace")
+            self.responses[key] += 1
+            self.last_answer[key] = time.monotonic()
             return
         with contextlib.suppress(ValueError):
             data = json.loads(raw)
             if topic.endswith("/set/result") and isinstance(data, dict) and data.get("transaction"):
                 self.answers[str(data["transaction"])] += 1
+                self.last_answer[str(data["transaction"])] = time.monotonic()
             elif topic.count("/") == 1 and isinstance(data, dict) and "leds" in data:
                 self.state[topic.split("/")[1]] = str(data["leds"])
 
@@ -436,6 +441,11 @@ def _tally(report: ChaosReport, run: _Run, commander: Commander) -> None:
             report.not_acknowledged += 1
             continue
         answers = _answers(sent, commander)
+        if max(answers) > 1 and any(
+            sent.at <= k <= commander.last_answer.get(sent.key, 0) for k in run.kills
+        ):
+            report.redelivered += 1  # a QoS 1 answer the broker died acknowledging: sent again
+            continue
         if max(answers) > 1:
             outcome = "twice"
         elif min(answers) == 1:
@@ -477,6 +487,7 @@ def _print(report: ChaosReport, out: Callable[[str], None]) -> None:
     totals = report.totals()
     out(f"{'all':<32} {totals['once']:>14} {totals['twice']:>7} {totals['never']:>7}")
     out(
+        f"answered twice across a broker kill (QoS 1 is at least once): {report.redelivered}; "
         f"lost by the broker (killed holding them, or QoS 0 in an outage): {report.broker_lost}; "
         f"never acknowledged by the broker: {report.not_acknowledged}"
     )

@@ -88,14 +88,19 @@ class Centre:
                     self.results[str(json.loads(raw).get("transaction"))] = json.loads(raw)
             self.changed.set()
 
-    def site_ready(self, site: int, serials: set[str]) -> bool:
-        """Every device of a site online, with state and discovery."""
+    def site_ready(self, site: int, serials: set[str], began: float, took: dict[str, float]) -> bool:
+        """Every device of a site online, with state and discovery; when each was first true goes to
+        `took` (seconds after `began`)."""
         name = f"site{site}"
-        return (
-            serials <= self.online[name]
-            and serials <= self.states[name]
-            and all(f"devolo_{s}" in self.owners for s in serials)
-        )
+        now = time.perf_counter() - began
+        for what, done in (
+            ("online", serials <= self.online[name]),
+            ("state", serials <= self.states[name]),
+            ("discovery", all(f"devolo_{s}" in self.owners for s in serials)),
+        ):
+            if done:
+                took.setdefault(what, now)
+        return len(took) == 3
 
     async def until(self, condition: Callable[[], bool], within: float) -> None:
         """Wait for `condition`, woken by every message."""
@@ -221,11 +226,14 @@ async def run_sites(  # noqa: PLR0915 - the run's steps read best in one place
             process = await _bridge(configs[site], workdir / f"site{site}.log")
             processes.append(process)
             stack.push_async_callback(_stop, process)
-            serials = set(emulators[site].addresses)
-            await centre.until(lambda s=site, w=serials: centre.site_ready(s, w), within=120)  # type: ignore[misc]
+            serials, took = set(emulators[site].addresses), dict[str, float]()
+            await centre.until(
+                lambda s=site, w=serials, b=began, t=took: centre.site_ready(s, w, b, t),  # type: ignore[misc]
+                within=120,
+            )
             report.start_s.append(time.perf_counter() - began)
-            took = report.start_s[-1]
-            out(f"  site{site}: {devices} devices online with state and discovery after {took:.1f} s")
+            parts = ", ".join(f"{k} {v:.1f} s" for k, v in took.items())
+            out(f"  site{site}: {devices} devices ready after {report.start_s[-1]:.1f} s ({parts})")
         nodes = {f"devolo_{s}" for e in emulators for s in e.addresses}
         report.discovered = len(nodes & set(centre.owners))
         report.collisions = sorted(n for n, owners in centre.owners.items() if len(owners) > 1)
