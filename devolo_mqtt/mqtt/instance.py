@@ -82,11 +82,17 @@ class InstanceGuard:
                     await asyncio.shield(conflict)
         except TimeoutError:
             pass
-        if self._connections > 1 and self._stored is not None and not conflict.done():
-            # The other run connected while we were away (with our client id our connection has just
-            # taken its session): give it back its hello, so that it does not find ours and stop too.
+        if (
+            self._connections > 1
+            and self._stored is not None
+            and self._stored < self.me
+            and not conflict.done()
+        ):
+            # An older run holds these topics (with our client id, its connection and ours take the
+            # session from each other): this run is the newcomer. Give it back its hello and stop.
+            # (A newer run found here is the newcomer: it hears our hello, just sent, and stops.)
             await send(self.topic, self._stored.payload())
-            conflict.set_result(self._error(self._stored, "connected while this bridge was away"))
+            conflict.set_result(self._error(self._stored, "is older"))
         if conflict.done():
             raise conflict.result()
         self.cleared.set()

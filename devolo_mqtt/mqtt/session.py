@@ -37,6 +37,7 @@ _MAX_HELD = 10_000  # messages held while the session starts
 MAX_KEPT = 1_000
 FAST_RETRY = 2.0  # seconds between connection attempts during the first minutes of an outage…
 FAST_RETRY_FOR = 600.0  # …this long: a broker that comes back is reached within seconds
+_RETAKE = 0.1  # seconds before taking back a session a newcomer with our client id took
 _SESSION_TAKEN_OVER = 142  # MQTT 5 DISCONNECT reason: another client connected with our client id
 
 
@@ -161,6 +162,7 @@ class MqttSession:
         self.connected = asyncio.Event()
         self._subscribed: set[str] = set()  # what the (possibly persistent) broker session holds
         self.abandoned = False  # leaving without a farewell (another instance owns the topics)
+        self._checked = False  # the first instance check passed (a takeover before it: we are new)
         self._held: list[aiomqtt.Message] | None = None  # messages that arrived before `on_connect`
         self._kept: deque[Outgoing] = deque()  # live-only messages waiting for the broker
 
@@ -233,10 +235,18 @@ class MqttSession:
                 if was_connected:
                     self._hooks.on_disconnect()
                 if _reason_code(err) == _SESSION_TAKEN_OVER:
-                    raise DuplicateInstanceError(
-                        f"another client connected to the broker with this bridge's client id "
-                        f"{self._client_id!r}: two bridges are running with the same configuration"
-                    ) from None
+                    if not self._checked:
+                        # Taken over before our first instance check passed: this run is the
+                        # newcomer (the running one took its session back). It stops.
+                        raise DuplicateInstanceError(
+                            f"another bridge is running with this bridge's client id {self._client_id!r}"
+                            " (the same configuration twice?): it stays, this one stops"
+                        ) from None
+                    # A newcomer with our client id took the session: take it back at once; the
+                    # instance check then tells the newer run to stop (see InstanceGuard.check).
+                    log.warning("mqtt_session_taken_over", client_id=self._client_id)
+                    delay = _RETAKE
+                    away_since = None
                 log.warning(
                     "mqtt_disconnected" if was_connected else "mqtt_connect_failed",
                     host=self._settings.host,
@@ -248,7 +258,7 @@ class MqttSession:
                 delay = backoff.next()
             self.connected.clear()
             away_since = away_since if away_since is not None else loop.time()
-            if loop.time() - away_since < FAST_RETRY_FOR:
+            if delay > _RETAKE and loop.time() - away_since < FAST_RETRY_FOR:
                 # A broker restart takes seconds: ask every few seconds at first (a TCP connect to a
                 # closed port costs it nothing), the slow back-off only for a broker that stays away.
                 delay = min(delay, FAST_RETRY * random.uniform(0.8, 1.2))
@@ -306,6 +316,7 @@ class MqttSession:
                 await client.publish(topic, payload, qos=1, retain=True)
 
             await self._hooks.before_publishing(send)
+        self._checked = True
         # Everything retained goes out again: the broker may have lost it, or it changed meanwhile.
         # Queued retained messages are in `self.retained`; queued answers and events are kept.
         self._drain_queue()
