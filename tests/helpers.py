@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import os
 import random
 import shutil
 import socket
@@ -23,8 +24,12 @@ import aiomqtt
 import yaml
 
 # Inside 127.64.0.0/10, from a random start: two test runs at once, or the demo (127.0.x.x), never
-# share an address; and each test's bridges adopt only the blocks handed out to that test.
-_BLOCKS = itertools.count(random.randrange(1, 12_000))
+# share an address; and each test's bridges adopt only the blocks handed out to that test. Parallel
+# workers (pytest-xdist) each draw from a range of their own.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+_SPAN = 12_000 // max(1, _WORKERS)
+_BLOCKS = itertools.count(_WORKER * _SPAN + random.randrange(1, max(2, _SPAN - 1_000)))
 _HANDED_OUT: list[str] = []
 
 

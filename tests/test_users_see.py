@@ -69,6 +69,32 @@ def _check_templates(topic: str, config: dict[str, Any], states: dict[str, list[
     return checked
 
 
+def _check_openhab(
+    topic: str, config: dict[str, Any], since: float, states: dict[str, list[Received]]
+) -> int:
+    """What openHAB gets from the moment the entity's config arrived (the retained state then, every
+    state after) renders to a value its parsers accept: `OnOffType.valueOf` for switches and binary
+    sensors, `new BigDecimal` for numbers and numeric sensors — never Home Assistant's `None` —, and
+    no literal `None` in a text sensor. Only a link's rates may stay unknown (they expire anyway)."""
+    component = topic.split("/")[1]
+    if "value_template" not in config or component not in ("binary_sensor", "switch", "number", "sensor"):
+        return 0
+    if "expire_after" in config:
+        return 0
+    messages = states.get(config["state_topic"], [])
+    retained = [m for m in messages if m.at <= since][-1:]
+    checked = 0
+    for message in [*retained, *(m for m in messages if m.at > since)]:
+        rendered = _render(config["value_template"], message.payload)
+        assert rendered != "None", f"openHAB would get None for {topic} from {message.payload[:200]!r}"
+        if component in ("binary_sensor", "switch"):
+            assert rendered in ("ON", "OFF"), (topic, rendered)
+        elif component == "number" or "unit_of_measurement" in config:
+            float(rendered)  # BigDecimal accepts it
+        checked += 1
+    return checked
+
+
 async def test_users_see_every_template_renders_every_published_state(
     demo_scenario: Scenario,
     start_emulator: StartEmulator,
@@ -90,6 +116,12 @@ async def test_users_see_every_template_renders_every_published_state(
             states.setdefault(message.topic, []).append(message)
     checked = sum(_check_templates(topic, config, states) for topic, config in configs.items())
     assert checked > 100  # every entity (each asserted above to have states), most with several
+    first_config = {}
+    for message in probe.messages:
+        if message.topic in configs and message.payload:
+            first_config.setdefault(message.topic, message.at)
+    openhab = sum(_check_openhab(t, c, first_config[t], states) for t, c in configs.items())
+    assert openhab > 50
     first = [m.json() for m in states[f"{base_topic}/{WIFI_NEXT}"]]
     # The first states were rendered: the very first one carries the state poll's sources only (the
     # WiFi client count comes with the slower sources a moment later).

@@ -15,6 +15,7 @@ from devolo_mqtt.core.model import PLCNET, GuestWifi, Json, NeighborAp, Station
 from devolo_mqtt.devices.actor import DeviceActor
 from devolo_mqtt.devices.registry import DeviceRegistry, Node
 from devolo_mqtt.mqtt import inventory
+from devolo_mqtt.mqtt.ha.configs import known_keys
 from devolo_mqtt.mqtt.ha.publisher import HaPublisher
 from devolo_mqtt.mqtt.publisher import Publisher
 from devolo_mqtt.mqtt.session import Outgoing
@@ -38,6 +39,7 @@ class MqttDeviceOutput:
         self._networks: NetworkMonitor | None = None
         self._wifi: WifiTracker | None = None
         self._inventory_due: asyncio.TimerHandle | None = None
+        self._keys_seen: dict[str, frozenset[str]] = {}  # state keys with a value, by device id
 
     def attach(self, devices: DeviceRegistry, *, networks: NetworkMonitor, wifi: WifiTracker) -> None:
         """The parts built after this one (they report through it in turn)."""
@@ -121,8 +123,15 @@ class MqttDeviceOutput:
         return f"{node.name} ({identity.serial[-4:]})" if alike and identity else node.name
 
     def device_state(self, runtime: Node, state: dict[str, Json], *, force: bool) -> None:
-        """A device's state object (`force`: even when the broker holds the same one)."""
+        """A device's state object (`force`: even when the broker holds the same one). A key that has
+        its first value brings its entity's discovery config (entities wait for their value)."""
         self._out.state(runtime.id, state, force=force)
+        keys = known_keys(state)
+        seen = self._keys_seen.get(runtime.id, frozenset())
+        if not keys <= seen:
+            self._keys_seen[runtime.id] = seen | keys
+            if self._ha.discovered(runtime):
+                self._discover(runtime)
 
     def source_read(self, runtime: DeviceActor, source: SourceKey[Any], value: Any) -> None:
         """A reading that goes somewhere besides the state (the table's `Source.also`)."""

@@ -48,6 +48,10 @@ class HaDevice:
     capabilities: tuple[Capability, ...]
     links: tuple[HaLink, ...] = ()
     guest_qr: bool = False  # an image entity with the guest WiFi's QR code (opt-in: it holds the key)
+    # The state keys that have a value. An entity whose key has none yet waits for it: openHAB cannot
+    # parse the `None` (Home Assistant's "unknown") a template renders for a missing key, in a switch,
+    # binary sensor, number or numeric sensor. None: every entity (no state known to wait for).
+    known: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,11 +203,26 @@ def entity_config(ctx: HaContext, device: HaDevice, capability: Capability) -> P
     return payload
 
 
+def known_keys(state: Mapping[str, object]) -> frozenset[str]:
+    """The keys of a state object that have a value."""
+    return frozenset(k for k, v in state.items() if v is not None)
+
+
+def _value_known(device: HaDevice, capability: Capability) -> bool:
+    """Whether an entity's value is there to show (entities without a state value need none)."""
+    ha = capability.ha
+    if device.known is None or ha is None or capability.kind != "state" or ha.state_from != "state":
+        return True
+    return capability.key in device.known
+
+
 def device_configs(ctx: HaContext, device: HaDevice) -> dict[str, Payload]:
     """Every discovery config of one device, by topic."""
     node = f"devolo_{device.id}"
     configs: dict[str, Payload] = {}
     for capability in device.capabilities:
+        if not _value_known(device, capability):
+            continue
         payload = entity_config(ctx, device, capability)
         if payload is not None and capability.ha is not None:
             configs[ctx.topics.discovery(capability.ha.component, node, capability.key)] = payload

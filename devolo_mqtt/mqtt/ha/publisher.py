@@ -10,9 +10,10 @@ import structlog
 
 from devolo_mqtt.core import capabilities
 from devolo_mqtt.core.capabilities import PLC_VIEW
+from devolo_mqtt.devices.actor import DeviceActor
 from devolo_mqtt.devices.registry import Node
 from devolo_mqtt.mqtt.ha import configs
-from devolo_mqtt.mqtt.ha.configs import DiscoveryLedger, HaContext, HaDevice, HaLink
+from devolo_mqtt.mqtt.ha.configs import DiscoveryLedger, HaContext, HaDevice, HaLink, known_keys
 from devolo_mqtt.mqtt.publisher import Publisher
 
 log = structlog.get_logger("devolo_mqtt.ha")
@@ -133,4 +134,5 @@ class HaPublisher:
             ip=identity.ip,
             capabilities=tuple(capabilities.supported(identity, node.unsupported)),
             guest_qr=self._guest_qr and identity.supports(capabilities.WIFI),
+            known=known_keys(node.current_state()) if isinstance(node, DeviceActor) else None,
         )
