@@ -36,5 +36,9 @@ def test_bench_smoke_run_prints_the_table_and_writes_every_figure(tmp_path: Path
     # The bare library measured in a process of its own: its start and RSS are comparable.
     assert 0 < bare["connect_s"] < bare["start_s"] < 60 and 10 < bare["rss_mib"] < bridge["rss_mib"]
     assert bridge["rss_mib_after_set"] > 10
+    # /set by broker settings and client kind, every cell measured.
+    brokers = report["brokers"]
+    for cell in ("default_ha", "default_hash", "nodelay_ha", "nodelay_hash"):
+        assert 0 < brokers[f"{cell}_p50"] <= brokers[f"{cell}_p99"] < 5000, brokers
     assert 1 <= bridge["tasks_per_device"] < 5  # one actor each, and the bridge's few own tasks
     assert dead["dead_devices"] == 1 and dead["state_reads_per_interval_min"] > 0.5

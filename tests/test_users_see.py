@@ -116,7 +116,7 @@ async def test_users_see_every_template_renders_every_published_state(
             states.setdefault(message.topic, []).append(message)
     checked = sum(_check_templates(topic, config, states) for topic, config in configs.items())
     assert checked > 100  # every entity (each asserted above to have states), most with several
-    first_config = {}
+    first_config: dict[str, float] = {}
     for message in probe.messages:
         if message.topic in configs and message.payload:
             first_config.setdefault(message.topic, message.at)

@@ -41,7 +41,7 @@ from zeroconf import IPVersion
 from zeroconf.asyncio import AsyncZeroconf
 
 from devolo_mqtt.core.errors import ConfigError
-from devolo_mqtt.tools.broker import start_mosquitto
+from devolo_mqtt.tools.broker import Mosquitto, start_mosquitto
 from devolo_mqtt.tools.emulator.builtin import DEMO_PASSWORD, generated
 
 STATE_INTERVAL = 5.0  # default; `interval` below (the tests' smoke run uses 1 s)
@@ -60,6 +60,7 @@ class Report:
     bare: dict[str, float] = field(default_factory=dict)
     bridge: dict[str, float] = field(default_factory=dict)
     dead: dict[str, float] = field(default_factory=dict)
+    brokers: dict[str, float] = field(default_factory=dict)  # /set by broker settings and client kind
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -277,6 +278,84 @@ async def set_latencies(
     return mine, all_topics
 
 
+async def _timed_sets(
+    commander: Watcher, serials: list[str], commands: int, rng: random.Random, qos: int
+) -> list[float]:
+    """`/set/leds` → the new state seen by the same client, one command at a time."""
+    latencies = []
+    for _ in range(commands):
+        serial = rng.choice(serials)
+        wanted = "OFF" if commander.leds.get(serial) == "ON" else "ON"
+        began = time.perf_counter()
+        await commander.client.publish(f"{BASE}/{serial}/set/leds", wanted, qos=qos)
+        await commander.until(lambda s=serial, w=wanted: commander.leds.get(s) == w, 30)  # type: ignore[misc]
+        latencies.append(time.perf_counter() - began)
+    return latencies
+
+
+async def brokers_and_clients(
+    emulated: Emulated, workdir: Path, base: str, commands: int, rng: random.Random
+) -> dict[str, float]:
+    """`/set` → state seen, on a mosquitto with its default settings and with `set_tcp_nodelay true`
+    (the compose file's and the demo's), by two kinds of client: Home-Assistant-like (MQTT 5, state
+    topics only, commands at QoS 1 as our discovery asks) and a watcher of everything that also
+    commands (MQTT 3.1.1 on `<base>/#`, QoS 0, like MQTT Explorer or a Node-RED flow)."""
+    figures: dict[str, float] = {}
+    for broker_kind, nodelay in (("default", False), ("nodelay", True)):
+        where = workdir / f"broker-{broker_kind}"
+        where.mkdir()
+        for kind, (p50, p99) in (
+            await _one_broker(emulated, where, base, nodelay=nodelay, commands=commands, rng=rng)
+        ).items():
+            figures[f"{broker_kind}_{kind}_p50"], figures[f"{broker_kind}_{kind}_p99"] = p50, p99
+    return figures
+
+
+async def _one_broker(
+    emulated: Emulated, where: Path, base: str, *, nodelay: bool, commands: int, rng: random.Random
+) -> dict[str, tuple[float, float]]:
+    serials = list(emulated.addresses)
+    async with AsyncExitStack() as stack:
+        port = _free_port()
+        broker = Mosquitto("127.0.0.1", port, where, nodelay=nodelay)
+        await broker.start()
+        stack.push_async_callback(broker.stop)
+        ha_client = await stack.enter_async_context(
+            aiomqtt.Client("127.0.0.1", port, identifier="bench-ha", protocol=aiomqtt.ProtocolVersion.V5)
+        )
+        await ha_client.subscribe(f"{BASE}/+", qos=1)
+        all_client = await stack.enter_async_context(
+            aiomqtt.Client("127.0.0.1", port, identifier="bench-hash")
+        )
+        await all_client.subscribe(f"{BASE}/#")
+        ha, everything = Watcher(ha_client), Watcher(all_client)
+        for task in (asyncio.create_task(ha.run()), asyncio.create_task(everything.run())):
+            stack.callback(task.cancel)
+        config = str(_bridge_config(where, port, base, STATE_INTERVAL, emulated.addresses))
+        bridge = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "devolo_mqtt", "run", "--config", config,
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        stack.push_async_callback(_terminate, bridge)
+        everyone = set(serials)
+        await everything.until(
+            lambda: everyone <= everything.online and everyone <= set(everything.leds), 120
+        )
+        await ha.until(lambda: everyone <= set(ha.leds), 30)
+        out = {}
+        for kind, commander, qos in (("ha", ha, 1), ("hash", everything, 0)):
+            latencies = await _timed_sets(commander, serials, commands, rng, qos)
+            out[kind] = (_percentile(latencies, 50) * 1000, _percentile(latencies, 99) * 1000)
+        return out
+
+
+async def _terminate(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None:
+        process.terminate()
+        await process.wait()
+
+
 def _bridge_config(
     workdir: Path, port: int, base: str, interval: float, configured: dict[str, str] | None
 ) -> Path:
@@ -426,6 +505,7 @@ async def run_bench(  # noqa: PLR0915 - one measurement after the other reads be
         for serial in dead:
             await emulated.control(f"fault {serial} none")
         report.bare = await bare_library(emulated, rounds, commands, seed, interval)
+        report.brokers = await brokers_and_clients(emulated, workdir, base, max(1, commands // 2), rng)
         report.bridge["cpu_ratio"] = report.bridge["cpu_ms_per_round"] / report.bare["cpu_ms_per_round"]
         out(f"  bare library: {report.bare['cpu_ms_per_round']:.0f} ms CPU per state round")
     _table(report, out)
@@ -442,7 +522,7 @@ def _free_port() -> int:
 
 
 def _table(report: Report, out: Callable[[str], None]) -> None:
-    b, r, d = report.bare, report.bridge, report.dead
+    b, r, d, k = report.bare, report.bridge, report.dead, report.brokers
     rows = [
         ("state poll round, CPU", f"{b['cpu_ms_per_round']:.0f} ms", f"{r['cpu_ms_per_round']:.0f} ms"),
         ("  ratio bridge / bare", "", f"{r['cpu_ratio']:.2f}"),
@@ -460,6 +540,14 @@ def _table(report: Report, out: Callable[[str], None]) -> None:
         ("  target: bare + 20 MiB + 0.1 MiB per device", "",
          f"{b['rss_mib'] + 20 + 0.1 * report.devices:.0f} MiB"),
         ("asyncio tasks per device", "", f"{r['tasks_per_device']:.2f}"),
+        ("/set → state seen, p50 / p99, broker defaults: Home-Assistant-like client", "",
+         f"{k['default_ha_p50']:.1f} / {k['default_ha_p99']:.1f} ms"),
+        ("  a '#' watcher that commands (MQTT 3.1.1, QoS 0)", "",
+         f"{k['default_hash_p50']:.1f} / {k['default_hash_p99']:.1f} ms"),
+        ("  with set_tcp_nodelay: Home-Assistant-like client", "",
+         f"{k['nodelay_ha_p50']:.1f} / {k['nodelay_ha_p99']:.1f} ms"),
+        ("  with set_tcp_nodelay: a '#' watcher that commands", "",
+         f"{k['nodelay_hash_p50']:.1f} / {k['nodelay_hash_p99']:.1f} ms"),
         (f"{d['dead_devices']:.0f} devices dead: /set p50 / p99", "",
          f"{d['set_ms_p50']:.1f} / {d['set_ms_p99']:.1f} ms"),
         ("  healthy devices' state reads per interval (min / median)", "",

@@ -33,7 +33,14 @@ class Mosquitto:
     chaos run's broker outages)."""
 
     def __init__(
-        self, listen: str, port: int, workdir: Path, *, persistence: bool = False, extra: str = ""
+        self,
+        listen: str,
+        port: int,
+        workdir: Path,
+        *,
+        persistence: bool = False,
+        nodelay: bool = True,
+        extra: str = "",
     ) -> None:
         binary = mosquitto_binary()
         if binary is None:
@@ -59,7 +66,8 @@ class Mosquitto:
             )
             + "log_dest stderr\nlog_type error\nlog_type warning\n"
             # As in the compose file's broker: no Nagle delay between a QoS 1 PUBACK and the state after it.
-            "set_tcp_nodelay true\n" + extra,
+            + ("set_tcp_nodelay true\n" if nodelay else "")
+            + extra,
             encoding="utf-8",
         )
         self._process: asyncio.subprocess.Process | None = None
