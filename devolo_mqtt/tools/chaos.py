@@ -255,6 +255,7 @@ async def run_chaos(  # noqa: PLR0915 - the run's timeline reads best in one pla
     data of the run (a temporary one otherwise)."""
     rng = random.Random(seed)
     report = ChaosReport(minutes, devices)
+    _quiet_lost_publishes(asyncio.get_running_loop())
     duration = minutes * 60
     async with AsyncExitStack() as stack:
         if keep is None:
@@ -403,6 +404,22 @@ async def run_chaos(  # noqa: PLR0915 - the run's timeline reads best in one pla
         report.error_lines = _errors(workdir / "bridge.log")
     _print(report, out)
     return report
+
+
+def _quiet_lost_publishes(loop: asyncio.AbstractEventLoop) -> None:
+    """The commander's publishes that a killed broker never acknowledged end as futures nobody
+    awaits any more (aiomqtt's): expected here, and not worth an asyncio error line each."""
+    default = loop.get_exception_handler()
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if isinstance(context.get("exception"), aiomqtt.MqttError):
+            return
+        if default is not None:
+            default(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
 
 
 async def _final_state(
