@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from pathlib import Path
 
 import structlog
 from structlog.testing import capture_logs
@@ -258,3 +259,37 @@ async def test_lifecycle_failed_slow_source_is_retried_at_the_state_cadence(
     emulator.set_fault(WIFI_NEXT, Fault.NONE)
     state = await probe.wait_json(f"{base_topic}/{WIFI_NEXT}", lambda s: "update_available" in s, within=10)
     assert state["update_available"] is False  # the demo update appears only after 30 simulated seconds
+
+
+async def test_lifecycle_restart_never_empties_a_config_it_publishes_again(
+    demo_scenario: Scenario,
+    start_emulator: StartEmulator,
+    broker: Broker,
+    probe: Probe,
+    base_topic: str,
+    tmp_path: Path,
+) -> None:
+    """Entities wait for their value before their config goes out — but an entity that already exists
+    (a config of the last run on the broker) is never emptied meanwhile: Home Assistant would delete
+    it, and the user's name, area and history settings with it."""
+    from devolo_mqtt.app import Bridge  # noqa: PLC0415
+    from tests.conftest import bridge_settings  # noqa: PLC0415
+
+    ha = f"{base_topic}ha"
+    await start_emulator(demo_scenario)
+    settings = bridge_settings(broker, base_topic, data_dir=str(tmp_path / "data"))
+    async with running(Bridge(settings)):
+        await probe.wait_for(f"{ha}/sensor/devolo_{WIFI_NEXT}/wifi_clients/config", lambda m: bool(m.payload))
+    restarted = time.monotonic()
+    async with running(Bridge(settings)):
+        await probe.wait_json(f"{base_topic}/{WIFI_NEXT}", lambda s: "wifi_clients" in s, after=restarted)
+        await asyncio.sleep(1)
+    emptied = [
+        m.topic
+        for m in probe.messages
+        if m.at > restarted
+        and m.topic.startswith(f"{ha}/")
+        and f"/devolo_{WIFI_NEXT}/" in m.topic
+        and not m.payload
+    ]
+    assert emptied == []

@@ -376,6 +376,11 @@ class DiscoveryLedger:
         """Whether configs of `node` (`devolo_<id>`) are published."""
         return bool(self._published_by_node.get(node))
 
+    def object_ids(self, node: str) -> set[str]:
+        """The `<object_id>`s of `node`'s configs published by this run or found from an earlier one."""
+        topics = self._published_by_node.get(node, set()) | self._found_by_node.get(node, set())
+        return {t.split("/")[-2] for t in topics}
+
     def found_on_broker(self, topic: str, payload: bytes) -> bool:
         """Remember a config seen on the broker (empty: it is gone); whether it is stale already.
 

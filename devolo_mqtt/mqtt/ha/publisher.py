@@ -111,6 +111,14 @@ class HaPublisher:
         self.ledger.forget_found()
         return len(topics)
 
+    def _known(self, node: Node) -> frozenset[str] | None:
+        """The state keys whose entities may be published: those with a value, and those whose config is
+        out already (this run's, or an earlier run's found on the broker: emptying it until the value
+        is read again would make Home Assistant delete the entity, and the user's settings with it)."""
+        if not isinstance(node, DeviceActor):
+            return None
+        return known_keys(node.current_state()) | self.ledger.object_ids(f"devolo_{node.id}")
+
     def _ha_device(self, node: Node) -> HaDevice:
         identity = node.identity
         plc = node.data(PLC_VIEW)
@@ -134,5 +142,5 @@ class HaPublisher:
             ip=identity.ip,
             capabilities=tuple(capabilities.supported(identity, node.unsupported)),
             guest_qr=self._guest_qr and identity.supports(capabilities.WIFI),
-            known=known_keys(node.current_state()) if isinstance(node, DeviceActor) else None,
+            known=self._known(node),
         )
