@@ -303,6 +303,10 @@ async def test_actor_stop_answers_every_command_in_hand_once(tmp_path: Path) -> 
         a.runtime.abandon()
         a.runtime.abandon()
         assert [x["error"] for x in a.answers()] == ["bridge stopping"] * 3
+        # A command the MQTT client had received but not handed over yet comes after the stop began
+        # (the session hands over what it holds before it leaves): answered at once, never held.
+        a.command(leds="ON")
+        assert [x["error"] for x in a.answers()] == ["bridge stopping"] * 4
 
 
 async def test_actor_cancelled_mid_command_answers_it_and_the_waiting_ones(tmp_path: Path) -> None:

@@ -176,6 +176,7 @@ class DeviceActor:
         self._refresh_wanted: set[SourceKey[Any]] = set()
         self._moved_to: str | None = None
         self._vanished = False
+        self._stopping = False  # the bridge stops: commands are answered `bridge stopping` at once
         self._wake = asyncio.Event()
         self._log = log.bind(device=device_id, ip=ip)
 
@@ -280,7 +281,9 @@ class DeviceActor:
     def submit(self, command: Command) -> None:
         """A command from MQTT: answered by this device's task within its deadline, or at once when
         the device is known to be offline or too many commands wait."""
-        if self.online is False and not self.connecting:
+        if self._stopping:
+            self._execute.refuse(self.id, command, "bridge stopping")
+        elif self.online is False and not self.connecting:
             self._execute.refuse(self.id, command, "device offline", self._subset(command))
         elif len(self._commands) >= MAX_QUEUED_COMMANDS:
             self._execute.refuse(self.id, command, "busy: too many queued commands for this device")
@@ -315,6 +318,7 @@ class DeviceActor:
 
     def abandon(self) -> None:
         """The bridge stops: every command in hand is answered now, none is left to a dead task."""
+        self._stopping = True  # and every command still to come, at once
         pending = [*([self._running] if self._running else []), *self._commands]
         self._commands.clear()
         self._running = None

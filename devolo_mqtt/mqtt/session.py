@@ -431,6 +431,14 @@ class MqttSession:
         )
         self.counters.published += 1
 
+    async def _take_received(self, client: aiomqtt.Client) -> None:
+        """Handle the messages the client has received but nobody has read yet (the session stops)."""
+        messages = client.messages
+        while len(messages):
+            message = await anext(messages)
+            self.counters.received += 1
+            self._handle(message)
+
     async def _leave(self, client: aiomqtt.Client) -> None:
         """The farewell (bridge `offline` first, then every device), then a clean DISCONNECT.
 
@@ -441,11 +449,20 @@ class MqttSession:
             return  # a clean DISCONNECT (on leaving the client's context) suppresses the Will: silence
         try:
             async with asyncio.timeout(_SHUTDOWN_SECONDS):
+                # Commands the client received (and acknowledged) but the bridge had not handled yet
+                # join their devices' inboxes first: the farewell answers every command in hand.
+                await self._take_received(client)
                 farewell = self._hooks.farewell()  # answers every command in hand: queued just now
                 self._drain_queue()
                 last = [*self._kept, Outgoing(self._will_topic, b"offline", 1, True), *farewell]
                 self._kept.clear()
                 for message in last:
+                    await self._send(client, message)
+                # What arrived while saying goodbye is answered too (`bridge stopping`, at once).
+                await self._take_received(client)
+                self._drain_queue()
+                late, self._kept = list(self._kept), deque()
+                for message in late:
                     await self._send(client, message)
             log.info("mqtt_goodbye")
         except (TimeoutError, aiomqtt.MqttError) as err:
