@@ -136,13 +136,15 @@ async def test_lifecycle_firmware_update_available_installed_and_announced(
     await publish(broker, f"{base_topic}/{WIFI_NEXT}/set/install_update", "install")
     result = await probe.wait_json(f"{base_topic}/{WIFI_NEXT}/set/result", lambda r: True)
     assert result["status"] == "ok"
+    # From the install until the new version is seen, the state says so (the update entity shows it).
+    await probe.wait_json(f"{base_topic}/{WIFI_NEXT}", lambda s: s.get("update_in_progress") is True)
     emulator.advance(25)  # the reboot into the new firmware is over
     updated = await probe.wait_json(
         f"{base_topic}/{WIFI_NEXT}",
         lambda s: s.get("firmware") == "7.14.1" and s.get("update_available") is False,
         within=20,
     )
-    assert updated["next_firmware"] == ""
+    assert updated["next_firmware"] == "" and updated["update_in_progress"] is False
 
 
 async def test_lifecycle_bridge_requests(

@@ -64,6 +64,11 @@ def _check_templates(topic: str, config: dict[str, Any], states: dict[str, list[
                 assert rendered in ("ON", "OFF", "None"), (topic, rendered)
             elif config.get("state_class") == "measurement" or component == "number":
                 assert rendered == "None" or float(rendered) >= 0, (topic, rendered)
+            elif component == "update" and field == "value_template":
+                update = json.loads(rendered)  # JSON for Home Assistant 2024.11+ (in_progress)
+                assert set(update) == {"installed_version", "latest_version", "in_progress"}, rendered
+                assert update["installed_version"] and update["latest_version"], rendered
+                assert isinstance(update["in_progress"], bool), rendered
             elif config.get("device_class") == "timestamp":
                 assert rendered == "None" or rendered.endswith("Z"), (topic, rendered)
     return checked

@@ -29,6 +29,7 @@ from devolo_mqtt.settings import PollingSettings
 
 WIFI = "wifi1"  # the Features flag of access points (guest WiFi, clients, neighbours, WPS)
 LOCATE_SECONDS = 120.0
+INSTALL_SECONDS = 20 * 60.0  # an install not seen to end (a new firmware over mDNS) stops counting after this
 GUEST_MAX_MINUTES = 24 * 60
 # Two uptime readings that put the last restart less than this apart are the same restart (request
 # latency and whole-second uptimes make every reading differ by a second or two).
@@ -87,6 +88,9 @@ class Readings(Protocol):
 
     locate_until: float
     guest_duration: int
+    # An install started: the firmware it started from, and until when it counts as in progress
+    # (the new version seen over mDNS ends it earlier).
+    installing: tuple[str, float] | None
 
 
 class Target(Readings, Protocol):
@@ -241,6 +245,16 @@ async def _refresh(t: Target, _: None) -> dict[str, str]:
     return await t.refresh(None)
 
 
+async def _write_install(t: Target, _: None) -> None:
+    await t.client.install_update()
+    t.installing = (t.firmware, t.now + INSTALL_SECONDS)
+
+
+def _installing(r: Readings) -> bool:
+    """An install runs: started, the firmware it started from still installed, not timed out."""
+    return r.installing is not None and r.firmware == r.installing[0] and r.now < r.installing[1]
+
+
 def _action(call: Callable[[DeviceClient], Awaitable[None]]) -> Callable[[Target, None], Awaitable[None]]:
     async def write(t: Target, _: None) -> None:
         await call(t.client)
@@ -356,6 +370,11 @@ CAPABILITIES: tuple[Capability, ...] = (
         ),
     ),
     Capability(
+        "update_in_progress",
+        "update",
+        value=_installing,
+    ),
+    Capability(
         "last_restart",
         "restart",
         source=RESTARTED,
@@ -468,8 +487,9 @@ CAPABILITIES: tuple[Capability, ...] = (
         kind="action",
         parse=parse_action,
         # No read-back: the device reboots into the new firmware; the version arrives over mDNS and
-        # triggers a fresh update check (see DeviceActor.publish_state).
-        write=_action(lambda c: c.install_update()),
+        # triggers a fresh update check (see DeviceActor.publish_state). Meanwhile the state says the
+        # install is in progress (`update_in_progress`, shown by Home Assistant's update entity).
+        write=_write_install,
     ),
 )
 

@@ -158,6 +158,7 @@ class DeviceActor:
         self.stats = PollStats()
         self.last_seen: datetime | None = None
         self._locate_until = 0.0
+        self.installing: tuple[str, float] | None = None  # capabilities.Readings: an install that runs
         self._guest_durations = guest_durations
         # Added to SLOW_SOURCES_AFTER at the first connection only: the registry staggers a fleet's
         # slower first reads, so that a start's state and discovery are not queued behind them.

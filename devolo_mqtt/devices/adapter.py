@@ -36,6 +36,7 @@ class AdapterRuntime:
     locate_until = 0.0  # Readings: adapters cannot locate
     unsupported: frozenset[SourceKey[Any]] = frozenset()  # adapters are not polled
     guest_duration = 0  # Readings: adapters have no WiFi
+    installing: tuple[str, float] | None = None  # Readings: adapters cannot be updated by the bridge
 
     def __init__(
         self,

@@ -169,9 +169,18 @@ def entity_config(ctx: HaContext, device: HaDevice, capability: Capability) -> P
     elif ha.component == "update":
         assert ha.installed_key is not None  # table invariants (tests/test_capabilities.py)
         assert ha.install_key is not None
+        installed = f"value_json.{ha.installed_key} | default('')"
+        latest = f"value_json.{capability.key} | default(value_json.{ha.installed_key}, true) | default('')"
+        running = "'true' if value_json.update_in_progress | default(false) else 'false'"
         payload.update(
             state_topic=state_topic,
-            value_template=value(ha.installed_key),
+            # JSON, written out (no filter an older template engine may lack): Home Assistant 2024.11+
+            # shows `in_progress`; older versions and openHAB read the versions and ignore the rest.
+            value_template=(
+                '{"installed_version": "{{ ' + installed + ' }}", '
+                '"latest_version": "{{ ' + latest + ' }}", '
+                '"in_progress": {{ ' + running + " }}}"
+            ),
             latest_version_topic=state_topic,
             # No update offered (or not checked yet): the installed version is the latest one known.
             latest_version_template=(
