@@ -432,7 +432,10 @@ class MqttSession:
         self.counters.published += 1
 
     async def _take_received(self, client: aiomqtt.Client) -> None:
-        """Handle the messages the client has received but nobody has read yet (the session stops)."""
+        """Handle the messages the client has received but nobody has read yet (the session stops).
+        Not before the session started: then nothing was routed yet, and the broker keeps them."""
+        if self._held is not None:
+            return
         messages = client.messages
         while len(messages):
             message = await anext(messages)
