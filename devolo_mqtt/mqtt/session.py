@@ -433,7 +433,7 @@ class MqttSession:
 
     async def _take_received(self, client: aiomqtt.Client) -> None:
         """Handle the messages the client has received but nobody has read yet (the session stops).
-        Not before the session started: then nothing was routed yet, and the broker keeps them."""
+        Not before the session started (its instance check passed): nothing may be routed before."""
         if self._held is not None:
             return
         messages = client.messages
