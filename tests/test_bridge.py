@@ -34,7 +34,8 @@ async def test_bridge_start_publishes_retained_state_per_model(
     """Every device gets retained state with exactly the keys its model supports."""
     await start_home(demo_scenario, start_emulator, start_bridge, probe, base_topic)
     assert (await probe.wait_for(f"{base_topic}/bridge/state")).payload == b"online"
-    common = {"leds", "firmware", "update_available", "next_firmware", "last_restart", "ip", "last_seen"}
+    common = {"leds", "firmware", "update_available", "next_firmware", "update_in_progress", "last_restart"}
+    common |= {"ip", "last_seen"}
     wifi = {"guest_wifi", "guest_duration", "guest_remaining", "guest_ssid", "neighbor_aps", "wifi_clients"}
     plc = {"locate", "connected_to_router", "plc_devices"}
 
