@@ -151,6 +151,18 @@ async def test_actor_command_while_connecting_waits_then_runs(tmp_path: Path) ->
         assert a.answers()[0]["state"] == {"leds": "OFF"} and device.leds is False
 
 
+async def test_actor_guest_duration_before_the_first_read_is_kept_for_its_mesh(tmp_path: Path) -> None:
+    """A guest duration sent while the device connects runs before its first poll: the guest WiFi is
+    read first, so the value is kept for the device's mesh (its guest SSID) and reads back as sent."""
+    device = FakeDevice(api_at=1000.0 + 2, plc_at=1000.0 + 2)
+    async with actor(tmp_path, device) as a:
+        a.command(guest_duration=90)
+        await a.clock.advance(11)
+        [answer] = a.answers()
+        assert answer["status"] == "ok" and answer["state"] == {"guest_duration": 90}, answer
+        assert a.runtime.mesh == "guest" and a.runtime.guest_duration == 90
+
+
 async def test_actor_command_while_connecting_answered_at_its_deadline(tmp_path: Path) -> None:
     """A device that never answers: the waiting command is answered after connect + request timeout."""
     async with actor(tmp_path, FakeDevice(reachable=False)) as a:

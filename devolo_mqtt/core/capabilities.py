@@ -235,6 +235,10 @@ async def _write_guest(t: Target, on: bool) -> None:
 
 
 async def _write_guest_duration(t: Target, minutes: int) -> None:
+    if _guest(t) is None:
+        # Not read yet (a command right after the connect runs before the first poll): the mesh — the
+        # guest SSID — tells where the value is kept, so read it first.
+        await t.refresh((GUEST,))
     t.guest_duration = minutes
     guest = _guest(t)
     if guest is not None and guest.enabled:
