@@ -68,12 +68,12 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))] if ordered else float("nan")
 
 
-def _cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
 
 
-def _rss_mib(pid: int) -> float:
+def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text(encoding="ascii").splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
@@ -195,7 +195,7 @@ async def _bare_run(spec: dict[str, Any]) -> dict[str, float]:
                 await api.async_set_led_setting(wanted)
                 await api.async_get_led_setting()
                 latencies.append(time.perf_counter() - started)
-            rss = _rss_mib(os.getpid())
+            rss = rss_mib(os.getpid())
     finally:
         for device in devices:
             await device.async_disconnect()
@@ -316,7 +316,7 @@ async def _one_broker(
 ) -> dict[str, tuple[float, float]]:
     serials = list(emulated.addresses)
     async with AsyncExitStack() as stack:
-        port = _free_port()
+        port = free_port()
         broker = Mosquitto("127.0.0.1", port, where, nodelay=nodelay)
         await broker.start()
         stack.push_async_callback(broker.stop)
@@ -337,7 +337,7 @@ async def _one_broker(
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
         )  # fmt: skip
-        stack.push_async_callback(_terminate, bridge)
+        stack.push_async_callback(terminate, bridge)
         everyone = set(serials)
         await everything.until(
             lambda: everyone <= everything.online and everyone <= set(everything.leds), 120
@@ -350,7 +350,8 @@ async def _one_broker(
         return out
 
 
-async def _terminate(process: asyncio.subprocess.Process) -> None:
+async def terminate(process: asyncio.subprocess.Process) -> None:
+    """Stop a child process (SIGTERM) and wait for it; nothing if it has ended."""
     if process.returncode is None:
         process.terminate()
         await process.wait()
@@ -399,7 +400,7 @@ async def run_bench(  # noqa: PLR0915 - one measurement after the other reads be
     base = f"127.0.{rng.randint(100, 250)}.1"
     async with AsyncExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="devolo-mqtt-bench-")))
-        port = _free_port()
+        port = free_port()
         await start_mosquitto(stack, "127.0.0.1", port, workdir)
         emulated = Emulated(count, base)
         await emulated.start()
@@ -437,12 +438,7 @@ async def run_bench(  # noqa: PLR0915 - one measurement after the other reads be
             stderr=quiet,
         )
 
-        async def stop_bridge() -> None:
-            if bridge.returncode is None:
-                bridge.terminate()
-                await bridge.wait()
-
-        stack.push_async_callback(stop_bridge)
+        stack.push_async_callback(terminate, bridge)
         everyone = set(serials)
         await watcher.until(
             lambda: (
@@ -455,13 +451,13 @@ async def run_bench(  # noqa: PLR0915 - one measurement after the other reads be
         report.bridge["start_s"] = time.perf_counter() - started
         out(f"  bridge: every device online with state and discovery after {report.bridge['start_s']:.1f} s")
         await asyncio.sleep(2 * interval)  # settle: first reads, late discovery
-        cpu, messages, began = _cpu_seconds(bridge.pid), watcher.count, time.perf_counter()
+        cpu, messages, began = cpu_seconds(bridge.pid), watcher.count, time.perf_counter()
         await asyncio.sleep(window)
         elapsed = time.perf_counter() - began
         poll_rounds = elapsed / interval
-        report.bridge["cpu_ms_per_round"] = (_cpu_seconds(bridge.pid) - cpu) / poll_rounds * 1000
+        report.bridge["cpu_ms_per_round"] = (cpu_seconds(bridge.pid) - cpu) / poll_rounds * 1000
         report.bridge["messages_per_round"] = (watcher.count - messages) / poll_rounds
-        report.bridge["rss_mib"] = _rss_mib(bridge.pid)
+        report.bridge["rss_mib"] = rss_mib(bridge.pid)
         report.bridge["tasks_per_device"] = await _tasks(client, watcher) / count
         out(
             f"  bridge: {report.bridge['cpu_ms_per_round']:.0f} ms CPU per round, "
@@ -473,7 +469,7 @@ async def run_bench(  # noqa: PLR0915 - one measurement after the other reads be
         report.bridge["set_ms_p99"] = _percentile(latencies, 99) * 1000
         report.bridge["set_ms_p50_hash_subscriber"] = _percentile(seen_by_all, 50) * 1000
         report.bridge["set_ms_p99_hash_subscriber"] = _percentile(seen_by_all, 99) * 1000
-        report.bridge["rss_mib_after_set"] = _rss_mib(bridge.pid)
+        report.bridge["rss_mib_after_set"] = rss_mib(bridge.pid)
 
         dead = serials[: max(1, round(count * dead_fraction))]
         alive = [s for s in serials if s not in dead]
@@ -497,11 +493,11 @@ async def run_bench(  # noqa: PLR0915 - one measurement after the other reads be
             "state_reads_per_interval_median": statistics.median(reads),
         }
         with contextlib.suppress(ProcessLookupError):
-            report.dead["rss_mib"] = _rss_mib(bridge.pid)
+            report.dead["rss_mib"] = rss_mib(bridge.pid)
 
         # The bare library last, alone: the bridge stopped, every device back (another mDNS stack
         # asking the same devices just before would change what the bridge's start measures).
-        await stop_bridge()
+        await terminate(bridge)
         for serial in dead:
             await emulated.control(f"fault {serial} none")
         report.bare = await bare_library(emulated, rounds, commands, seed, interval)
@@ -512,7 +508,7 @@ async def run_bench(  # noqa: PLR0915 - one measurement after the other reads be
     return report
 
 
-def _free_port() -> int:
+def free_port() -> int:
     import socket  # noqa: PLC0415
 
     with socket.socket() as sock:

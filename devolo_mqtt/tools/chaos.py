@@ -33,7 +33,7 @@ import yaml
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from devolo_mqtt.tools.bench import Emulated, _free_port, _rss_mib
+from devolo_mqtt.tools.bench import Emulated, free_port, rss_mib
 from devolo_mqtt.tools.broker import Mosquitto
 from devolo_mqtt.tools.emulator.builtin import DEMO_PASSWORD
 
@@ -263,7 +263,7 @@ async def run_chaos(  # noqa: PLR0915 - the run's timeline reads best in one pla
         else:
             workdir = keep
             workdir.mkdir(parents=True, exist_ok=True)
-        port = _free_port()
+        port = free_port()
         broker = Mosquitto("127.0.0.1", port, workdir, persistence=True)
         await broker.start()
         stack.push_async_callback(broker.stop)
@@ -329,7 +329,7 @@ async def run_chaos(  # noqa: PLR0915 - the run's timeline reads best in one pla
             while True:
                 if bridge.process is not None and bridge.process.returncode is None:
                     with contextlib.suppress(OSError):
-                        report.rss_mib.append((elapsed() / 60, _rss_mib(bridge.process.pid)))
+                        report.rss_mib.append((elapsed() / 60, rss_mib(bridge.process.pid)))
                 await asyncio.sleep(max(1.0, duration / 60))
 
         async def watch_bridge() -> None:

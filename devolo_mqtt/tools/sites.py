@@ -29,7 +29,7 @@ from typing import Any
 import aiomqtt
 import yaml
 
-from devolo_mqtt.tools.bench import TICKS, Emulated, _free_port, _rss_mib
+from devolo_mqtt.tools.bench import Emulated, cpu_seconds, free_port, rss_mib, terminate
 from devolo_mqtt.tools.broker import Mosquitto
 from devolo_mqtt.tools.emulator.builtin import DEMO_PASSWORD
 
@@ -163,11 +163,6 @@ async def _bridge(config: Path, log: Path) -> asyncio.subprocess.Process:
         )  # fmt: skip
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
 async def run_sites(  # noqa: PLR0915 - the run's steps read best in one place
     sites: int = 5,
     devices: int = 200,
@@ -181,7 +176,7 @@ async def run_sites(  # noqa: PLR0915 - the run's steps read best in one place
     report = SitesReport(sites, devices, federated)
     async with AsyncExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="devolo-mqtt-sites-")))
-        central_port = _free_port()
+        central_port = free_port()
         (workdir / "centre").mkdir()
         central = Mosquitto("127.0.0.1", central_port, workdir / "centre")
         await central.start()
@@ -189,7 +184,7 @@ async def run_sites(  # noqa: PLR0915 - the run's steps read best in one place
         ports = []
         for site in range(sites):
             if federated:
-                port = _free_port()
+                port = free_port()
                 (workdir / f"broker{site}").mkdir()
                 broker = Mosquitto(
                     "127.0.0.1", port, workdir / f"broker{site}", extra=_federation(site, central_port)
@@ -225,7 +220,7 @@ async def run_sites(  # noqa: PLR0915 - the run's steps read best in one place
             began = time.perf_counter()
             process = await _bridge(configs[site], workdir / f"site{site}.log")
             processes.append(process)
-            stack.push_async_callback(_stop, process)
+            stack.push_async_callback(terminate, process)
             serials, took = set(emulators[site].addresses), dict[str, float]()
             await centre.until(
                 lambda s=site, w=serials, b=began, t=took: centre.site_ready(s, w, b, t),  # type: ignore[misc]
@@ -247,7 +242,7 @@ async def run_sites(  # noqa: PLR0915 - the run's steps read best in one place
             async with asyncio.timeout(30):
                 report.duplicate_refused = await duplicate.wait() == EXIT_DUPLICATE
         except TimeoutError:
-            await _stop(duplicate)
+            await terminate(duplicate)
         # A command from the centre to one device of every site.
         for site, emulated in enumerate(emulators):
             serial = next(iter(emulated.addresses))
@@ -262,21 +257,15 @@ async def run_sites(  # noqa: PLR0915 - the run's steps read best in one place
         await asyncio.sleep(state)
         central_pid = central.pid
         assert central_pid is not None
-        messages, cpu, began = centre.count, _cpu_seconds(central_pid), time.perf_counter()
+        messages, cpu, began = centre.count, cpu_seconds(central_pid), time.perf_counter()
         await asyncio.sleep(window)
         elapsed = time.perf_counter() - began
         report.messages_per_s = (centre.count - messages) / elapsed
-        report.central_cpu_percent = (_cpu_seconds(central_pid) - cpu) / elapsed * 100
-        report.central_rss_mib = _rss_mib(central_pid)
-        report.rss_mib = [_rss_mib(p.pid) for p in processes]
+        report.central_cpu_percent = (cpu_seconds(central_pid) - cpu) / elapsed * 100
+        report.central_rss_mib = rss_mib(central_pid)
+        report.rss_mib = [rss_mib(p.pid) for p in processes]
     _print(report, out)
     return report
-
-
-async def _stop(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is None:
-        process.terminate()
-        await process.wait()
 
 
 def _print(report: SitesReport, out: Callable[[str], None]) -> None:
