@@ -31,6 +31,7 @@ from devolo_mqtt.mqtt.device_output import MqttDeviceOutput
 from devolo_mqtt.mqtt.ha.configs import HaContext
 from devolo_mqtt.mqtt.ha.publisher import HaPublisher
 from devolo_mqtt.mqtt.instance import InstanceGuard
+from devolo_mqtt.mqtt.pictures import NetworkPictures
 from devolo_mqtt.mqtt.publisher import Publisher
 from devolo_mqtt.mqtt.router import Router
 from devolo_mqtt.mqtt.session import MqttSession, Outgoing, SessionHooks
@@ -81,6 +82,7 @@ class Bridge:
         names = MacNames(s.mac_names, s.data_dir / "mac_names.json")
         self.output = MqttDeviceOutput(s, self.publisher, self.ha)
         self.registry = DeviceRegistry(s, self.output, names, clock=clock)
+        self.publisher.device_for_mac = self.registry.id_for_mac
         self.wifi = WifiTracker(
             s.wifi,
             names,
@@ -94,6 +96,7 @@ class Bridge:
             clock=clock,
             heartbeat=s.polling.heartbeat,
         )
+        pictures = NetworkPictures(self.publisher)
         self.networks = NetworkMonitor(
             interval=s.polling.network,
             ids=NetworkIds(s.data_dir / "networks.json"),
@@ -103,10 +106,10 @@ class Bridge:
             configured_network=self.registry.configured_network,
             out=NetworkOutput(
                 rates=self.publisher.rates,
-                map=self.publisher.network_map,
+                map=pictures.show,
                 event=self.publisher.event,
                 networks_changed=self.ha.bridge,
-                forget=self.publisher.forget_network,
+                forget=pictures.forget,
             ),
             watch=LinkWatch(s.data_dir / "plc_links.json"),
             measured=self.output.network_measured,

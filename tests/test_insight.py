@@ -36,8 +36,16 @@ async def test_insight_map_names_every_adapter_with_an_image_entity(
     await start_home(
         demo_scenario, start_emulator, start_bridge, probe, base_topic, devices=HOME, polling={"network": 1}
     )
-    matrix = await probe.wait_json(f"{base_topic}/network/home-net/rates", lambda m: len(m["devices"]) == 4)
-    svg = (await probe.wait_for(f"{base_topic}/network/home-net/map", lambda m: b"<svg" in m.payload)).payload
+    # Every member connected (one drawn before an adapter connected shows it without API, dashed).
+    matrix = await probe.wait_json(
+        f"{base_topic}/network/home-net/rates",
+        lambda m: len(m["devices"]) == 4 and sum(d["manageable"] for d in m["devices"]) == 3,
+    )
+    svg = (
+        await probe.wait_for(
+            f"{base_topic}/network/home-net/map", lambda m: m.payload.count(b'stroke-dasharray="6 4"') == 1
+        )
+    ).payload
     assert await retained(broker.port, f"{base_topic}/network/home-net/map") == svg
     root = ET.fromstring(svg)  # noqa: S314 - the bridge's own output
     texts = {"".join(t.itertext()) for t in root.iter(f"{SVG}text")}
@@ -51,6 +59,16 @@ async def test_insight_map_names_every_adapter_with_an_image_entity(
     assert weakest["state_topic"] == f"{base_topic}/network/home-net/rates"
     lowest = min(r["tx_rate"] for r in matrix["rates"])
     assert matrix["weakest"]["rate"] == lowest and matrix["weakest"]["from_name"] in texts
+    # The PNG twin (openHAB's Image channel, a camera in Home Assistant, disabled there by default).
+    png_topic = f"{base_topic}/network/home-net/map/png"
+    png = await probe.wait_for(png_topic, lambda m: m.payload[:4] == b"\x89PNG")
+    picture = Image.open(io.BytesIO(png.payload)).convert("RGB")
+    assert picture.size == (640, 480)
+    colours = {colour for _, colour in picture.getcolors(maxcolors=1 << 16) or []}
+    assert (0xE3, 0xF2, 0xFD) in colours  # the router adapter's box
+    camera = await probe.wait_json(f"{ha}/camera/devolo_bridge/plc_map_camera_home_net/config", bool)
+    assert camera["topic"] == png_topic
+    assert camera["enabled_by_default"] is False
 
 
 def _link_events(probe: Probe, base: str, kind: str, after: float = 0.0) -> list[dict[str, Any]]:
@@ -151,6 +169,10 @@ async def test_insight_guest_qr_opt_in_decodes_to_the_devices_ssid_and_key(
     )
     assert image["image_topic"] == f"{base_topic}/{WIFI_NEXT}/guest_wifi/qr"
     assert image["content_type"] == "image/png"
+    camera = await probe.wait_json(
+        f"{base_topic}ha/camera/devolo_{WIFI_NEXT}/guest_wifi_qr_camera/config", lambda c: True
+    )
+    assert camera["topic"] == image["image_topic"] and camera["enabled_by_default"] is False
     assert not _payloads_on(probe, f"/{ROUTER}/guest_wifi/qr")  # LAN only
 
 

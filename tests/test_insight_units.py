@@ -126,7 +126,7 @@ def test_network_monitor_events_matrix_flags_and_weakest(tmp_path: Path) -> None
         configured_network=lambda mac: "Home",
         out=NetworkOutput(
             rates=lambda network, matrix: published.append(matrix),
-            map=lambda network, svg: maps.append(svg),
+            map=lambda network, shapes: maps.append(plcmap.svg(shapes)),
             event=lambda kind, data: events.append((kind, data)),
             networks_changed=lambda: None,
             forget=lambda network: None,

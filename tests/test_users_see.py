@@ -66,7 +66,8 @@ def _check_templates(topic: str, config: dict[str, Any], states: dict[str, list[
                 assert rendered == "None" or float(rendered) >= 0, (topic, rendered)
             elif component == "update" and field == "value_template":
                 update = json.loads(rendered)  # JSON for Home Assistant 2024.11+ (in_progress)
-                assert set(update) == {"installed_version", "latest_version", "in_progress"}, rendered
+                keys = {"installed_version", "latest_version", "in_progress", "update_percentage"}
+                assert set(update) == keys, rendered
                 assert update["installed_version"] and update["latest_version"], rendered
                 assert isinstance(update["in_progress"], bool), rendered
             elif config.get("device_class") == "timestamp":

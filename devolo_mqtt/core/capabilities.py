@@ -126,7 +126,9 @@ class Source:
 class HaEntity:
     """A capability's Home Assistant entity, as data."""
 
-    component: Literal["switch", "sensor", "binary_sensor", "number", "button", "update", "image"]
+    component: Literal[
+        "switch", "sensor", "binary_sensor", "number", "button", "update", "image", "camera", "event"
+    ]
     name: str
     icon: str | None = None
     device_class: str | None = None
@@ -499,6 +501,28 @@ CAPABILITIES: tuple[Capability, ...] = (
 
 BY_KEY: dict[str, Capability] = {c.key: c for c in CAPABILITIES}
 SOURCE_BY_KEY: dict[SourceKey[Any], Source] = {s.key: s for s in SOURCES}
+
+
+# The events about one device (on `bridge/event`, and on `devolo/<id>/event` for Home Assistant's and
+# openHAB's event entity), by the feature that makes them possible ("" = every device).
+DEVICE_EVENTS: tuple[tuple[str, str], ...] = (
+    ("device_online", ""),
+    ("device_offline", ""),
+    ("command_failed", API),
+    ("firmware_available", "update"),
+    ("plc_link_degraded", PLC),
+    ("plc_link_recovered", PLC),
+    ("plc_device_joined", PLC),
+    ("plc_device_left", PLC),
+    ("wifi_connected", WIFI),
+    ("wifi_disconnected", WIFI),
+    ("wifi_roamed", WIFI),
+)
+
+
+def device_events(identity: DeviceIdentity) -> tuple[str, ...]:
+    """The event types one device can have."""
+    return tuple(kind for kind, feature in DEVICE_EVENTS if identity.supports(feature))
 
 
 def supported(identity: DeviceIdentity, unsupported: Collection[SourceKey[Any]] = ()) -> list[Capability]:

@@ -278,6 +278,10 @@ class DeviceRegistry:
             if mesh is None or runtime.mesh in (None, mesh):
                 runtime.request_refresh((key,))
 
+    def id_for_mac(self, mac: str) -> str | None:
+        """The id of the device (manageable or not) with this PLC MAC, if it is known."""
+        return next((n.id for n in self.nodes() if n.identity_ is not None and n.identity_.mac == mac), None)
+
     def configured_name(self, mac: str) -> str | None:
         """The name given to a PLC MAC: `mac_names`, else its device's configured name."""
         return self.names.get(mac) or self._configured(mac, "name")

@@ -126,6 +126,7 @@ class MqttDeviceOutput:
         """A device's state object (`force`: even when the broker holds the same one). A key that has
         its first value brings its entity's discovery config (entities wait for their value)."""
         self._out.state(runtime.id, state, force=force)
+        self._update_availability(runtime, installing=state.get("update_in_progress") is True)
         keys = known_keys(state)
         seen = self._keys_seen.get(runtime.id, frozenset())
         if not keys <= seen:
@@ -152,7 +153,19 @@ class MqttDeviceOutput:
             self._wifi.ap_lost(runtime.id)
         if runtime.identity_ is not None or runtime.online is not None:
             self._out.availability(runtime.id, online=bool(runtime.online))
+            self._update_availability(runtime)
         self.publish_inventory()
+
+    def _update_availability(self, runtime: Node, *, installing: bool | None = None) -> None:
+        """The update entity's availability: the device's, except that an install in progress keeps it
+        available through the device's reboot (Home Assistant shows the install running meanwhile)."""
+        if not isinstance(runtime, DeviceActor) or runtime.identity_ is None:
+            return
+        if not runtime.identity_.supports("update"):
+            return
+        if installing is None:
+            installing = runtime.current_state().get("update_in_progress") is True
+        self._out.update_availability(runtime.id, online=bool(runtime.online) or installing)
 
     def event(self, kind: str, data: dict[str, Json]) -> None:
         """An event on `bridge/event`."""

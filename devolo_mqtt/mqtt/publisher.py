@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from devolo_mqtt.core.clock import iso, utc_now
@@ -23,6 +24,9 @@ class Publisher:
     def __init__(self, mqtt: MqttSession, topics: Topics) -> None:
         self.mqtt = mqtt
         self.topics = topics
+        # The device id of a PLC MAC (`AABBCCDDEEFF`), for the events that name a device by MAC; set by
+        # the app once the registry exists.
+        self.device_for_mac: Callable[[str], str | None] = lambda _mac: None
 
     # --- devices -------------------------------------------------------------------------------------
     def state(self, device_id: str, state: dict[str, Json], *, force: bool = False) -> None:
@@ -35,11 +39,18 @@ class Publisher:
             self.topics.availability(device_id), "online" if online else "offline", retain=True, qos=1
         )
 
+    def update_availability(self, device_id: str, *, online: bool) -> None:
+        """A device's update entity's availability (retained, QoS 1)."""
+        self.mqtt.publish(
+            self.topics.update_availability(device_id), "online" if online else "offline", retain=True, qos=1
+        )
+
     def forget(self, device_id: str) -> None:
         """Clear every retained topic of a device id that is no longer used."""
         t = self.topics
         for topic in (
             t.availability(device_id),
+            t.update_availability(device_id),
             t.state(device_id),
             t.wifi_clients(device_id),
             t.wifi_neighbors(device_id),
@@ -67,8 +78,29 @@ class Publisher:
 
     # --- the bridge ----------------------------------------------------------------------------------
     def event(self, kind: str, data: dict[str, Json]) -> None:
-        """A non-retained event on `bridge/event`."""
-        self.mqtt.publish(self.topics.bridge_event, dumps({"type": kind, "ts": iso(utc_now()), "data": data}))
+        """A non-retained event on `bridge/event`, and on the event topic of each device it is about
+        (flat, with `event_type`: what Home Assistant's and openHAB's event entities read)."""
+        ts = iso(utc_now())
+        self.mqtt.publish(self.topics.bridge_event, dumps({"type": kind, "ts": ts, "data": data}))
+        for device_id in self._about(kind, data):
+            flat = dumps({"event_type": kind, "ts": ts, **data})
+            self.mqtt.publish(self.topics.device_event(device_id), flat)
+
+    def _about(self, kind: str, data: dict[str, Json]) -> list[str]:
+        """The devices an event is about: the one it names, the access point of a WiFi client, the
+        sending adapter of a PLC link, the adapter that joined or left."""
+        if kind.startswith("wifi_"):
+            named = data.get("ap")
+        elif kind.startswith("plc_link_"):
+            named = self._by_mac(data.get("from"))
+        elif kind.startswith("plc_device_"):
+            named = self._by_mac(data.get("mac"))
+        else:
+            named = data.get("device")
+        return [named] if isinstance(named, str) and named else []
+
+    def _by_mac(self, mac: Json) -> str | None:
+        return self.device_for_mac(mac.replace(":", "").upper()) if isinstance(mac, str) else None
 
     def response(self, op: str, response: dict[str, Any]) -> None:
         """The answer to `bridge/request/<op>`."""
@@ -102,12 +134,17 @@ class Publisher:
 
     def forget_network(self, network_id: str) -> None:
         """Clear a retired network id's retained topics."""
-        for topic in (self.topics.network_rates(network_id), self.topics.network_map(network_id)):
+        t = self.topics
+        for topic in (t.network_rates(network_id), t.network_map(network_id), t.network_map_png(network_id)):
             self.mqtt.publish(topic, b"", retain=True)
 
     def network_map(self, network_id: str, svg: str) -> None:
         """A PLC network's picture (retained; an unchanged picture is not sent again)."""
         self.mqtt.publish(self.topics.network_map(network_id), svg, retain=True, bulk=True)
+
+    def network_map_png(self, network_id: str, png: bytes) -> None:
+        """The same picture as PNG (retained)."""
+        self.mqtt.publish(self.topics.network_map_png(network_id), png, retain=True, bulk=True)
 
     def guest_qr(self, device_id: str, png: bytes) -> None:
         """The QR code that joins an access point's guest WiFi (retained; empty bytes clear it)."""

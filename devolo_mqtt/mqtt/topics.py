@@ -99,6 +99,10 @@ class Topics:
         """`online`/`offline` per device."""
         return f"{self.base}/{device_id}/availability"
 
+    def update_availability(self, device_id: str) -> str:
+        """`online`/`offline` of a device's firmware update entity: online through an install's reboot."""
+        return f"{self.base}/{device_id}/update/availability"
+
     def set(self, device_id: str, key: str | None = None) -> str:
         """The command topic (JSON), or the per-key one (plain value)."""
         return f"{self.base}/{device_id}/set" + (f"/{key}" if key else "")
@@ -121,6 +125,10 @@ class Topics:
             return None
         return parts[0], (parts[2] if len(parts) == 3 else None)
 
+    def device_event(self, device_id: str) -> str:
+        """Non-retained events about one device (`{"event_type", …}`: Home Assistant's event entity)."""
+        return f"{self.base}/{device_id}/event"
+
     def wifi_clients(self, device_id: str) -> str:
         """Retained client list of one access point."""
         return f"{self.base}/{device_id}/wifi/clients"
@@ -137,6 +145,10 @@ class Topics:
     def network_map(self, network_id: str) -> str:
         """Retained SVG picture of one PLC network."""
         return f"{self.base}/network/{network_id}/map"
+
+    def network_map_png(self, network_id: str) -> str:
+        """The same picture as PNG (openHAB's Image channels, Home Assistant's camera)."""
+        return f"{self.base}/network/{network_id}/map/png"
 
     def guest_qr(self, device_id: str) -> str:
         """Retained QR code (PNG) that joins an access point's guest WiFi (opt-in: it holds the key)."""

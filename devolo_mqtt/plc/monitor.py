@@ -67,7 +67,7 @@ class NetworkOutput:
     """Where the monitor's findings go."""
 
     rates: Callable[[str, dict[str, Any]], None]  # (network id, matrix)
-    map: Callable[[str, str], None]  # (network id, SVG)
+    map: Callable[[str, list[plcmap.Shape]], None]  # (network id, its picture)
     event: Callable[[str, dict[str, Json]], None]
     networks_changed: Callable[[], None]  # a network was seen for the first time, or is gone
     forget: Callable[[str], None]  # a network id no longer used: clear its retained topics
@@ -227,7 +227,7 @@ class NetworkMonitor:
         if changes.should_publish({k: v for k, v in matrix.items() if k != "measured_at"}):
             self._out.rates(network_id, matrix)
             # Drawn when the matrix changed (or at its heartbeat): the same picture is not sent again.
-            self._out.map(network_id, plcmap.render(matrix))
+            self._out.map(network_id, plcmap.draw(matrix))
         self._measured(macs)
         return set(macs)
 

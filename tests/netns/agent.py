@@ -43,7 +43,8 @@ async def bridge(port: int, base: str, seconds: float, interface: str) -> None:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 async for message in client.messages:
-                    seen[str(message.topic)] = bytes(message.payload).decode()
+                    # Pictures are binary (the map's PNG): shown as text with the odd bytes replaced.
+                    seen[str(message.topic)] = bytes(message.payload).decode(errors="replace")
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     print(json.dumps(seen))

@@ -48,6 +48,7 @@ class HaDevice:
     capabilities: tuple[Capability, ...]
     links: tuple[HaLink, ...] = ()
     guest_qr: bool = False  # an image entity with the guest WiFi's QR code (opt-in: it holds the key)
+    events: tuple[str, ...] = ()  # the event types of its event entity (none: no entity)
     # The state keys that have a value. An entity whose key has none yet waits for it: openHAB cannot
     # parse the `None` (Home Assistant's "unknown") a template renders for a missing key, in a switch,
     # binary sensor, number or numeric sensor. None: every entity (no state known to wait for).
@@ -172,6 +173,7 @@ def entity_config(ctx: HaContext, device: HaDevice, capability: Capability) -> P
         installed = f"value_json.{ha.installed_key} | default('')"
         latest = f"value_json.{capability.key} | default(value_json.{ha.installed_key}, true) | default('')"
         running = "'true' if value_json.update_in_progress | default(false) else 'false'"
+        # The device reports no progress: an install in progress shows without a percentage.
         payload.update(
             state_topic=state_topic,
             # JSON, written out (no filter an older template engine may lack): Home Assistant 2024.11+
@@ -179,7 +181,7 @@ def entity_config(ctx: HaContext, device: HaDevice, capability: Capability) -> P
             value_template=(
                 '{"installed_version": "{{ ' + installed + ' }}", '
                 '"latest_version": "{{ ' + latest + ' }}", '
-                '"in_progress": {{ ' + running + " }}}"
+                '"in_progress": {{ ' + running + ' }}, "update_percentage": null}'
             ),
             latest_version_topic=state_topic,
             # No update offered (or not checked yet): the installed version is the latest one known.
@@ -189,6 +191,8 @@ def entity_config(ctx: HaContext, device: HaDevice, capability: Capability) -> P
             ),
             command_topic=t.set(device.id, ha.install_key),
             payload_install="install",
+            # Available through an install's reboot (the device itself is offline meanwhile).
+            availability=[{"topic": t.bridge_state}, {"topic": t.update_availability(device.id)}],
         )
     elif ha.component == "binary_sensor":
         payload.update(
@@ -258,6 +262,19 @@ def device_configs(ctx: HaContext, device: HaDevice) -> dict[str, Payload]:
         image = _entity_base(ctx, device, "guest_wifi_qr", ha)
         image.update(image_topic=ctx.topics.guest_qr(device.id), content_type="image/png")
         configs[ctx.topics.discovery("image", node, "guest_wifi_qr")] = image
+        # openHAB has no image component; it builds a camera as an Image channel. Disabled in Home
+        # Assistant, which shows the image entity.
+        ha = HaEntity("camera", "Guest WiFi QR code (camera)", icon="mdi:qrcode", enabled_by_default=False)
+        camera = _entity_base(ctx, device, "guest_wifi_qr_camera", ha)
+        camera["topic"] = ctx.topics.guest_qr(device.id)
+        configs[ctx.topics.discovery("camera", node, "guest_wifi_qr_camera")] = camera
+    if device.events:
+        ha = HaEntity("event", "Events", icon="mdi:bell-ring-outline")
+        event = _entity_base(ctx, device, "events", ha)
+        # Events come from the bridge: an offline device's `device_offline` must reach automations.
+        event["availability"] = [{"topic": ctx.topics.bridge_state}]
+        event.update(state_topic=ctx.topics.device_event(device.id), event_types=list(device.events))
+        configs[ctx.topics.discovery("event", node, "events")] = event
     return configs
 
 
@@ -301,6 +318,16 @@ def _network_configs(ctx: HaContext, node: str, network: str, shown: str) -> dic
         "image_topic": ctx.topics.network_map(network),
         "content_type": "image/svg+xml",
     }
+    # The PNG twin, for openHAB (no image component; cameras become Image channels). Disabled in Home
+    # Assistant, which shows the image entity.
+    camera: Payload = {
+        **common,
+        "name": f"{shown} map (camera)",
+        "unique_id": f"{node}_plc_map_camera_{key}",
+        **_entity_id(ctx, "camera", f"{node}_plc_map_camera_{key}"),
+        "topic": ctx.topics.network_map_png(network),
+        "enabled_by_default": False,
+    }
     weakest: Payload = {
         **common,
         "name": f"{shown} weakest link",
@@ -317,6 +344,7 @@ def _network_configs(ctx: HaContext, node: str, network: str, shown: str) -> dic
     }
     return {
         ctx.topics.discovery("image", node, f"plc_map_{key}"): image,
+        ctx.topics.discovery("camera", node, f"plc_map_camera_{key}"): camera,
         ctx.topics.discovery("sensor", node, f"plc_weakest_{key}"): weakest,
     }
 

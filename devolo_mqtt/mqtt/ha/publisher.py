@@ -142,5 +142,6 @@ class HaPublisher:
             ip=identity.ip,
             capabilities=tuple(capabilities.supported(identity, node.unsupported)),
             guest_qr=self._guest_qr and identity.supports(capabilities.WIFI),
+            events=capabilities.device_events(identity),
             known=self._known(node),
         )
