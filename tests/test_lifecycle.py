@@ -138,6 +138,11 @@ async def test_lifecycle_firmware_update_available_installed_and_announced(
     assert result["status"] == "ok"
     # From the install until the new version is seen, the state says so (the update entity shows it).
     await probe.wait_json(f"{base_topic}/{WIFI_NEXT}", lambda s: s.get("update_in_progress") is True)
+    installing = await probe.wait_for(
+        f"{base_topic}/{WIFI_NEXT}", lambda m: b'"update_in_progress":true' in m.payload
+    )
+    # The device reboots (offline) …
+    await probe.wait_for(f"{base_topic}/{WIFI_NEXT}/availability", lambda m: m.payload == b"offline")
     emulator.advance(25)  # the reboot into the new firmware is over
     updated = await probe.wait_json(
         f"{base_topic}/{WIFI_NEXT}",
@@ -145,6 +150,10 @@ async def test_lifecycle_firmware_update_available_installed_and_announced(
         within=20,
     )
     assert updated["next_firmware"] == "" and updated["update_in_progress"] is False
+    # … while its update entity stayed available all along, showing the install.
+    update_availability = f"{base_topic}/{WIFI_NEXT}/update/availability"
+    assert probe.last(update_availability) is not None
+    assert [m.payload for m in probe.on(update_availability) if m.at >= installing.at] in ([], [b"online"])
 
 
 async def test_lifecycle_bridge_requests(
