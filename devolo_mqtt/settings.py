@@ -149,6 +149,8 @@ class PollingSettings(_Section):
 
     state: Annotated[float, Field(gt=0)] = 60.0
     firmware: Annotated[float, Field(gt=0)] = 6 * 3600.0
+    # The PLC chip's support dump (temperature, hops, lost MAPs …): slow on real adapters (seconds).
+    plc_health: Annotated[float, Field(gt=0)] = 6 * 3600.0
     neighbors: Annotated[float, Field(gt=0)] = 300.0
     uptime: Annotated[float, Field(gt=0)] = 3600.0  # last restart (also read on every reconnection)
     network: Annotated[float, Field(gt=0)] = 300.0

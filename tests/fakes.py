@@ -10,7 +10,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from devolo_mqtt.core.errors import DeviceUnavailableError
-from devolo_mqtt.core.model import DeviceIdentity, FirmwareCheck, GuestWifi, NeighborAp, Overview, Station
+from devolo_mqtt.core.model import (
+    DeviceIdentity,
+    FirmwareCheck,
+    GuestWifi,
+    NeighborAp,
+    Overview,
+    PlcHealth,
+    Station,
+)
 
 REPEATER_MT = "3048"  # devolo_plc_api's DEVICES_WITHOUT_PLCNET: no PLC service to wait for
 
@@ -167,6 +175,10 @@ class FakeClient:
     async def neighbors(self) -> list[NeighborAp]:
         await self._request("neighbors")
         return []
+
+    async def plc_health(self) -> PlcHealth:
+        await self._request("plc_health")
+        return PlcHealth(41.5, 1, None, 0, 0)
 
     async def overview(self) -> Overview:
         await self._request("overview")

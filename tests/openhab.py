@@ -18,6 +18,7 @@ the bridge can be checked against openHAB without running it:
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
@@ -104,9 +105,13 @@ def problems(configs: dict[str, dict[str, Any]], payloads: Payloads) -> list[str
                 found.append(f"{topic}: openHAB has no {component} component")
             continue
         found += [f"{topic}: no {field}" for field in REQUIRED.get(component, ()) if not config.get(field)]
-        found += _values(topic, component, config, lambda t, config_topic=topic: payloads(t, config_topic))
+        found += _values(topic, component, config, functools.partial(_received, payloads, topic))
     found += [f"{thing}: availability modes {sorted(m)} disagree" for thing, m in modes.items() if len(m) > 1]
     return found
+
+
+def _received(payloads: Payloads, config_topic: str, topic: str) -> list[bytes]:
+    return payloads(topic, config_topic)
 
 
 def _has_camera_twin(image: dict[str, Any], configs: dict[str, dict[str, Any]], payloads: Payloads) -> bool:

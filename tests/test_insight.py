@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -15,7 +16,7 @@ from devolo_mqtt.app import Bridge
 from devolo_mqtt.tools.emulator.scenario import Scenario
 from devolo_mqtt.tools.emulator.server import Emulator
 from tests.conftest import StartBridge, StartEmulator, bridge_settings, start_home
-from tests.helpers import Broker, Probe, retained, running, until
+from tests.helpers import Broker, Probe, publish, retained, running, until
 
 SVG = "{http://www.w3.org/2000/svg}"
 ROUTER, WIFI_NEXT = "1000000000000001", "1000000000000002"
@@ -191,3 +192,46 @@ async def test_insight_guest_key_never_published_by_default(
     assert not _payloads_on(probe, "/guest_wifi/qr")
     assert not any("/image/" in m.topic and "guest" in m.topic and m.payload for m in probe.messages)
     assert all(key not in m.payload for m in probe.messages)
+
+
+async def test_insight_plc_health_from_the_support_dump(
+    demo_scenario: Scenario,
+    start_emulator: StartEmulator,
+    start_bridge: StartBridge,
+    broker: Broker,
+    probe: Probe,
+    base_topic: str,
+) -> None:
+    """The PLC chip's temperature, hops, wire length and lost MAPs reach the state (read once at the
+    start, then rarely), a refresh reads them again, and a relayed adapter's hops and lost MAPs show in
+    its network's matrix and on its map; the sensors exist, the less common ones disabled."""
+    emulator = await start_home(
+        demo_scenario, start_emulator, start_bridge, probe, base_topic, devices=HOME, polling={"network": 1}
+    )
+    state = await probe.wait_json(f"{base_topic}/{WIFI_NEXT}", lambda s: "plc_hops" in s)
+    assert (state["plc_temperature"], state["plc_hops"], state["plc_wire_length"]) == (41.5, 1, 14)
+    router = await probe.wait_json(f"{base_topic}/{ROUTER}", lambda s: "plc_hops" in s)
+    assert router["plc_hops"] == 0 and "plc_wire_length" not in router  # the master has no uplink
+    await asyncio.sleep(2)  # state polls every second; the support dump every six hours
+    dumps = emulator.device(WIFI_NEXT).requests.get("SupportInfoDump", 0)
+    assert dumps == 1
+    emulator.device(WIFI_NEXT).health.update(hops=3, lost_maps=7, temperature=55.25)
+    await publish(broker, f"{base_topic}/{WIFI_NEXT}/set/refresh", "")
+    state = await probe.wait_json(f"{base_topic}/{WIFI_NEXT}", lambda s: s.get("plc_hops") == 3)
+    assert state["plc_lost_maps"] == 7 and state["plc_temperature"] == 55.25
+    matrix = await probe.wait_json(
+        f"{base_topic}/network/home-net/rates",
+        lambda m: any(d["mac"] == WIFI_NEXT_MAC and d["hops"] == 3 for d in m["devices"]),
+    )
+    assert next(d for d in matrix["devices"] if d["mac"] == ROUTER_MAC)["hops"] == 0
+    drawn = await probe.wait_for(f"{base_topic}/network/home-net/map", lambda m: b"3 hops" in m.payload)
+    assert "3 hops · 7 lost MAPs" in _texts_of(drawn.payload)
+    ha = f"{base_topic}ha/sensor/devolo_{WIFI_NEXT}"
+    hops = await probe.wait_json(f"{ha}/plc_hops/config", bool)
+    assert "enabled_by_default" not in hops and hops["entity_category"] == "diagnostic"
+    lost = await probe.wait_json(f"{ha}/plc_lost_maps/config", bool)
+    assert lost["enabled_by_default"] is False and lost["state_class"] == "total_increasing"
+
+
+def _texts_of(svg: bytes) -> set[str]:
+    return {"".join(t.itertext()) for t in ET.fromstring(svg).iter(f"{SVG}text")}  # noqa: S314

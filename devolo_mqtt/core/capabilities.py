@@ -22,6 +22,7 @@ from devolo_mqtt.core.model import (
     GuestWifi,
     Json,
     NeighborAp,
+    PlcHealth,
     PlcView,
     Station,
 )
@@ -51,6 +52,7 @@ NEIGHBORS: SourceKey[list[NeighborAp]] = SourceKey("neighbors")
 STATIONS: SourceKey[list[Station]] = SourceKey("stations")  # also feeds the WiFi tracker
 FIRMWARE: SourceKey[FirmwareCheck] = SourceKey("firmware")
 PLC_VIEW: SourceKey[PlcView] = SourceKey("plc")  # fed by the network monitor, not polled per device
+PLC_HEALTH: SourceKey[PlcHealth] = SourceKey("plc_health")
 
 
 class DeviceClient(Protocol):
@@ -63,6 +65,7 @@ class DeviceClient(Protocol):
     async def firmware_check(self) -> FirmwareCheck: ...
     async def stations(self) -> list[Station]: ...
     async def neighbors(self) -> list[NeighborAp]: ...
+    async def plc_health(self) -> PlcHealth: ...
     async def set_leds(self, on: bool) -> None: ...
     async def locate(self, on: bool) -> None: ...
     async def set_guest(self, enable: bool, minutes: int) -> None: ...
@@ -268,6 +271,17 @@ def _action(call: Callable[[DeviceClient], Awaitable[None]]) -> Callable[[Target
     return write
 
 
+def _health(field: str) -> Callable[[Readings], Json]:
+    """One value of the PLC chip's support dump (None: not read yet, or not reported)."""
+
+    def value(r: Readings) -> Json:
+        health = r.data(PLC_HEALTH)
+        found: Json = getattr(health, field) if health is not None else None
+        return found
+
+    return value
+
+
 # --- the tables -----------------------------------------------------------------------------------
 SOURCES: tuple[Source, ...] = (
     Source(LEDS, "led", lambda p: p.state, lambda c: c.leds()),
@@ -276,6 +290,7 @@ SOURCES: tuple[Source, ...] = (
     Source(NEIGHBORS, WIFI, lambda p: p.neighbors, lambda c: c.neighbors(), also="neighbors"),
     Source(STATIONS, WIFI, lambda p: p.wifi, lambda c: c.stations(), also="wifi_clients"),
     Source(FIRMWARE, "update", lambda p: p.firmware, lambda c: c.firmware_check()),
+    Source(PLC_HEALTH, "support", lambda p: p.plc_health, lambda c: c.plc_health()),
 )
 
 CAPABILITIES: tuple[Capability, ...] = (
@@ -408,6 +423,77 @@ CAPABILITIES: tuple[Capability, ...] = (
             enabled_by_default=False,
             attributes_from="neighbors",  # each network's SSID, band, channel and signal
         ),
+    ),
+    *(
+        Capability(
+            key,
+            "support",
+            source=PLC_HEALTH,
+            value=_health(field),
+            ha=ha,
+        )
+        for key, field, ha in (
+            (
+                "plc_temperature",
+                "temperature",
+                HaEntity(
+                    "sensor",
+                    "PLC chip temperature",
+                    device_class="temperature",
+                    unit="°C",
+                    state_class="measurement",
+                    entity_category="diagnostic",
+                ),
+            ),
+            (
+                "plc_hops",
+                "hops",
+                HaEntity(
+                    "sensor",
+                    "PLC hops to the master",
+                    icon="mdi:transit-connection-variant",
+                    state_class="measurement",
+                    entity_category="diagnostic",
+                ),
+            ),
+            (
+                "plc_lost_maps",
+                "lost_maps",
+                HaEntity(
+                    "sensor",
+                    "PLC lost MAPs",
+                    icon="mdi:map-marker-off",
+                    state_class="total_increasing",
+                    entity_category="diagnostic",
+                    enabled_by_default=False,
+                ),
+            ),
+            (
+                "plc_wire_length",
+                "wire_length",
+                HaEntity(
+                    "sensor",
+                    "PLC wire length",
+                    device_class="distance",
+                    unit="m",
+                    state_class="measurement",
+                    entity_category="diagnostic",
+                    enabled_by_default=False,
+                ),
+            ),
+            (
+                "plc_neighbor_networks",
+                "neighbor_networks",
+                HaEntity(
+                    "sensor",
+                    "Neighbouring PLC networks",
+                    icon="mdi:lan-pending",
+                    state_class="measurement",
+                    entity_category="diagnostic",
+                    enabled_by_default=False,
+                ),
+            ),
+        )
     ),
     Capability(
         "online",

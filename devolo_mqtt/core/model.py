@@ -99,6 +99,17 @@ class Overview:
 
 
 @dataclass(frozen=True, slots=True)
+class PlcHealth:
+    """What an adapter's PLC chip says of itself (its support dump); None: its firmware does not say."""
+
+    temperature: float | None  # °C
+    hops: int | None  # to the domain master: 0 is the master, 1 direct, more is relayed (a poor link)
+    wire_length: int | None  # m, to the device it uplinks to (None without an uplink)
+    lost_maps: int | None  # media access plans lost since the adapter's last start
+    neighbor_networks: int | None  # other PLC networks it sees
+
+
+@dataclass(frozen=True, slots=True)
 class NeighborAp:
     """A foreign WiFi network an access point sees."""
 

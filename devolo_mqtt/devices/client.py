@@ -26,6 +26,7 @@ from devolo_plc_api.exceptions import (
 )
 from devolo_plc_api.plcnet_api import DEVICES_WITHOUT_PLCNET, LOCAL
 from devolo_plc_api.plcnet_api.plcnetapi import PlcNetApi
+from devolo_plc_api.postprocessing import supportinfo
 from google.protobuf.message import DecodeError
 from zeroconf import ServiceStateChange, Zeroconf
 from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
@@ -46,6 +47,7 @@ from devolo_mqtt.core.model import (
     NeighborAp,
     Overview,
     PlcDevice,
+    PlcHealth,
     PlcRate,
     Station,
 )
@@ -54,6 +56,7 @@ from devolo_mqtt.log import REDACTOR
 
 _T = TypeVar("_T")
 _BANDS = {WIFI_BAND_2G: "2.4", WIFI_BAND_5G: "5"}
+SUPPORT_SECONDS = 30.0  # what devolo-plc-api allows the support dump (LONG_RUNNING)
 
 
 class _Device(Device):
@@ -165,9 +168,13 @@ class DevoloClient:
         return device is not None and device.plcnet is None and device.mt_number not in DEVICES_WITHOUT_PLCNET
 
     # --- the one call path ---------------------------------------------------------------------------
-    async def _call(self, what: str, fn: Callable[[], Awaitable[_T]], *, shared: bool = True) -> _T:
+    async def _call(
+        self, what: str, fn: Callable[[], Awaitable[_T]], *, shared: bool = True, slow: float = 0.0
+    ) -> _T:
         """One library call, bounded by the request timeout; `shared=False` for callers that bound
-        themselves (the network monitor asks one device at a time) and must not queue behind polls."""
+        themselves (the network monitor asks one device at a time) and must not queue behind polls.
+        `slow`: a call the device takes seconds for (the support dump) may take this long, and running
+        out of time says nothing about whether the device is reachable."""
         device = self._device
         if device is None:
             raise DeviceUnavailableError(self.ip, "not connected")
@@ -177,9 +184,15 @@ class DevoloClient:
         async with self._limiter.slot() if shared else contextlib.nullcontext(), self._lock:
             started = time.monotonic()
             try:
-                async with asyncio.timeout(self._timeout):
+                async with asyncio.timeout(max(self._timeout, slow)):
                     result = await self._authenticated(device, fn)
-            except (DeviceUnavailable, TimeoutError, httpx.TransportError) as err:
+            except TimeoutError as err:
+                if slow:
+                    raise DeviceProtocolError(
+                        self.ip, f"{what}: no answer within {max(self._timeout, slow):g} s"
+                    ) from err
+                raise DeviceUnavailableError(self.ip, f"{what}: {type(err).__name__}") from err
+            except (DeviceUnavailable, httpx.TransportError) as err:
                 raise DeviceUnavailableError(self.ip, f"{what}: {type(err).__name__}") from err
             except DevicePasswordProtected as err:
                 raise DeviceAuthError(self.ip) from err
@@ -264,6 +277,18 @@ class DevoloClient:
         raw = await self._call("neighbor_aps", self._api().async_get_wifi_neighbor_access_points)
         found = [NeighborAp(n.ssid, _BANDS.get(n.band, "unknown"), n.channel, n.signal) for n in raw]
         return sorted(found, key=lambda n: (-n.signal, n.ssid, n.channel))
+
+    async def plc_health(self) -> PlcHealth:
+        """What the PLC chip says of itself, from the device's support dump (seconds on real adapters:
+        the library allows it 30 s)."""
+        dump = await self._call("plc_health", self._api().async_get_support_info, slow=SUPPORT_SECONDS)
+        return PlcHealth(
+            temperature=supportinfo.temperature(dump),
+            hops=supportinfo.hops(dump),
+            wire_length=supportinfo.wire_length(dump),
+            lost_maps=supportinfo.lost_maps(dump),
+            neighbor_networks=supportinfo.neighboring_plc_networks(dump),
+        )
 
     async def overview(self) -> Overview:
         """The device's whole PLC network with every directed data rate."""

@@ -5,10 +5,12 @@ from __future__ import annotations
 import importlib.metadata
 import platform
 from collections.abc import Iterable
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
 from devolo_mqtt import __version__
+from devolo_mqtt.core.capabilities import PLC_HEALTH
 from devolo_mqtt.core.clock import iso
 from devolo_mqtt.core.model import Json
 from devolo_mqtt.devices.actor import DeviceActor
@@ -159,6 +161,7 @@ def _diagnosed(runtime: DeviceActor) -> dict[str, Any]:
         "last_error": runtime.stats.last_error,
         "errors": dict(runtime.stats.errors),
         "unsupported_sources": runtime.unsupported_sources,
+        "plc_health": asdict(chip) if (chip := runtime.data(PLC_HEALTH)) else None,
     }
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import structlog
 
-from devolo_mqtt.core.capabilities import PLC_VIEW, round_rate
+from devolo_mqtt.core.capabilities import PLC_HEALTH, PLC_VIEW, round_rate
 from devolo_mqtt.core.changes import ChangeFilter
 from devolo_mqtt.core.errors import DevoloMqttError
 from devolo_mqtt.core.mac import display_mac
@@ -222,6 +222,7 @@ class NetworkMonitor:
             manageable=runtimes.keys(),
             name_for=self.name_for,
             degraded=self._watch.degraded,
+            health=lambda mac: runtime.data(PLC_HEALTH) if (runtime := runtimes.get(mac)) else None,
         )
         changes = self._changes.setdefault(network_id, ChangeFilter(self._heartbeat, self._clock))
         if changes.should_publish({k: v for k, v in matrix.items() if k != "measured_at"}):

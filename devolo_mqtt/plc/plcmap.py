@@ -178,7 +178,22 @@ def _node(device: dict[str, Any], at: tuple[float, float]) -> Adapter:
     )
     name = Text(x, round(y - 4, 1), _short(str(device["name"]), _MAX_LABEL), 16, "#212121", True, "middle")
     line = Text(x, round(y + 16, 1), _short(str(detail), _MAX_DETAIL), 13, "#424242", anchor="middle")
-    return Adapter(str(device["mac"]), router, (box, name, line))
+    if not (warning := _health_warning(device)):
+        return Adapter(str(device["mac"]), router, (box, name, line))
+    note = Text(x, round(y + _NODE_H / 2 + 15, 1), warning, 13, COLOURS["poor"], anchor="middle")
+    return Adapter(str(device["mac"]), router, (box, name, line, note))
+
+
+def _health_warning(device: dict[str, Any]) -> str:
+    """What the adapter's PLC chip reports that means a poor connection: relayed to the domain master
+    (more than one hop), media access plans lost."""
+    hops, lost = device.get("hops"), device.get("lost_maps")
+    parts = []
+    if isinstance(hops, int) and hops > 1:
+        parts.append(f"{hops} hops")
+    if isinstance(lost, int) and lost > 0:
+        parts.append(f"{lost} lost MAPs")
+    return " · ".join(parts)
 
 
 def _legend() -> list[Shape]:

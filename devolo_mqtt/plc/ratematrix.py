@@ -10,7 +10,7 @@ from typing import Any
 from devolo_mqtt.core.capabilities import round_rate
 from devolo_mqtt.core.clock import iso, utc_now
 from devolo_mqtt.core.mac import display_mac
-from devolo_mqtt.core.model import Overview
+from devolo_mqtt.core.model import Overview, PlcHealth
 
 
 def build(
@@ -21,8 +21,10 @@ def build(
     manageable: Collection[str | None],
     name_for: Callable[[str, str], str],
     degraded: Callable[[str, str], bool],
+    health: Callable[[str], PlcHealth | None] = lambda _mac: None,
 ) -> dict[str, Any]:
-    """The matrix of one overview (`name_for(mac, name set in the device)`)."""
+    """The matrix of one overview (`name_for(mac, name set in the device)`; `health`: what a member's
+    PLC chip last said of itself, for its hops to the domain master and its lost MAPs)."""
     devices = [
         {
             "mac": display_mac(d.mac),
@@ -31,6 +33,8 @@ def build(
             "manageable": d.mac in manageable,
             "attached_to_router": d.attached_to_router,
             "product": d.product or None,
+            "hops": h.hops if (h := health(d.mac)) else None,
+            "lost_maps": h.lost_maps if h else None,
         }
         for d in overview.devices
     ]

@@ -10,6 +10,8 @@
     speak <serial> <deviceapi|plcnet>   (the service answers again, and the device announces itself)
     requests <endpoint>   (answered with one JSON line: authorised requests per serial, e.g. LedSettingsGet)
     leds   (answered with one JSON line: each device's LED setting, "ON" or "OFF", by serial)
+    health <serial> <temperature|hops|wire_length|lost_maps|domains> <value>   (its PLC chip's support
+                                                                          dump says so from now on)
 
 Each line is answered on standard output with `ok` (or the JSON asked for) or `error: <reason>`.
 """
@@ -50,6 +52,7 @@ def apply(emulator: Emulator, line: str) -> str:
             lambda a: emulator.world.set_link_rate(a[0], a[1], None if a[2] == "base" else float(a[2])),
         ),
         "silence": (3, lambda a: _silence(emulator, *a)),
+        "health": (3, lambda a: _health(emulator, *a)),
         "speak": (2, lambda a: emulator.speak(a[0], a[1])),
         "requests": (
             1,
@@ -75,6 +78,13 @@ def apply(emulator: Emulator, line: str) -> str:
         return f"error: unknown device or station {err}"
     except ValueError as err:
         return f"error: {err}"
+
+
+def _health(emulator: Emulator, serial: str, what: str, value: str) -> None:
+    health = emulator.device(serial).health
+    if what not in health:
+        raise ValueError(f"health is one of {', '.join(health)}")
+    health[what] = float(value)
 
 
 def _silence(emulator: Emulator, serial: str, service: str, amount: str) -> None:

@@ -113,9 +113,34 @@ def _uptime(world: World, device: EmulatedDevice, _: bytes) -> Message:
 
 
 def _support(world: World, device: EmulatedDevice, _: bytes) -> Message:
-    layer = b"TEMPSENSORS.GENERAL.MEASURE=4150NODE.GENERAL.NUM_HOPS=1NDIM.GENERAL.N_VISIBLE_DOMAINS=0"
-    item = SupportInfoDump.SupportInfoItem(label="configlayer", content=layer)
-    return SupportInfoDumpResponse(result=SupportInfoDumpResponse.SUCCESS, info=SupportInfoDump(items=[item]))
+    """A support dump shaped like a real one: the G.hn chip's configlayer (`KEY=value` run together,
+    lists comma-separated, per-node lists indexed by device id) among the host's other items, about
+    40 KB in all. The values the library extracts come from `device.health`; the domain master (the
+    router-attached adapter here) has no hops, no uplink and loses no MAPs."""
+    h = device.health
+    master = device.spec.attached_to_router
+    lengths = ",".join("0" if i != 1 else str(int(h["wire_length"])) for i in range(16))
+    layer = (
+        b"DIDMNG.GENERAL.NUM_DIDS=16"
+        + f"DIDMNG.GENERAL.WIRE_LENGTH={lengths}".encode()
+        + f"MASTERSELECTION.DOMAIN.LOST_MAPS={0 if master else int(h['lost_maps'])}".encode()
+        + f"NDIM.GENERAL.N_VISIBLE_DOMAINS={int(h['domains'])}".encode()
+        + f"NODE.GENERAL.NUM_HOPS={0 if master else int(h['hops'])}".encode()
+        + f"NODE.GENERAL.PROXY_DEVICE_ID={0 if master else 1}".encode()
+        + f"TEMPSENSORS.GENERAL.MEASURE={round(h['temperature'] * 100)}".encode()
+        + b"".join(
+            f"PHY.CHANNEL{i}.SNR={','.join(str(30 + (i * j) % 9) for j in range(64))}".encode()
+            for i in range(24)
+        )
+    )
+    items = [
+        SupportInfoDump.SupportInfoItem(label="configlayer", content=layer),
+        SupportInfoDump.SupportInfoItem(label="dmesg", content=b"[    0.000000] Booting Linux\n" * 600),
+        SupportInfoDump.SupportInfoItem(
+            label="ps", content=b"  PID USER  COMMAND\n" + b"  123 root  dvlhpd\n" * 200
+        ),
+    ]
+    return SupportInfoDumpResponse(result=SupportInfoDumpResponse.SUCCESS, info=SupportInfoDump(items=items))
 
 
 def _fw_check(world: World, device: EmulatedDevice, _: bytes) -> Message:

@@ -95,6 +95,16 @@ class EmulatedDevice:
     plugged: bool = True
     fault: Fault = Fault.NONE
     slow_seconds: float = 15.0
+    # The PLC chip's own view (its support dump); tests and the control input move them.
+    health: dict[str, float] = field(
+        default_factory=lambda: {
+            "temperature": 41.5,
+            "hops": 1,
+            "wire_length": 14,
+            "lost_maps": 0,
+            "domains": 0,
+        }
+    )
     requests: dict[str, int] = field(default_factory=dict)  # authorised requests per endpoint name
     # Services whose mDNS answers are withheld ("deviceapi", "plcnet"): lost answers, a late service.
     silenced: dict[str, Silence] = field(default_factory=dict)
