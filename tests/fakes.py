@@ -208,6 +208,10 @@ class FakeClient:
     async def install_update(self) -> None:
         await self._request("install_update")
 
+    async def set_name(self, name: str) -> str:
+        await self._request("set_name")
+        return name
+
 
 @dataclass
 class Recorder:
@@ -240,6 +244,9 @@ class Recorder:
         self.events.append((kind, data))
 
     def source_read(self, runtime: Any, source: Any, value: Any) -> None:
+        pass
+
+    def network_changed(self, runtime: Any) -> None:
         pass
 
     def answer(self, device_id: str, command: Any, payload: dict[str, Any]) -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from devolo_mqtt.core import capabilities
-from devolo_mqtt.core.capabilities import CAPABILITIES, SOURCES, parse_minutes, parse_on_off
+from devolo_mqtt.core.capabilities import CAPABILITIES, SOURCES, parse_minutes, parse_name, parse_on_off
 from devolo_mqtt.core.model import API, PLC, PLCNET, Json
 from devolo_mqtt.mqtt.ha.configs import DiscoveryLedger
 from devolo_mqtt.mqtt.topics import Topics
@@ -23,7 +25,7 @@ KNOWN_FEATURES = {
     PLC,
     PLCNET,
 }
-HA_COMPONENTS = {"switch", "sensor", "binary_sensor", "number", "button", "update"}
+HA_COMPONENTS = {"switch", "sensor", "binary_sensor", "number", "button", "update", "text"}
 
 
 def test_capabilities_keys_are_unique() -> None:
@@ -56,12 +58,16 @@ def test_capabilities_contract_writable_keys_and_actions() -> None:
     """The writable keys and actions are exactly the contract's."""
     writable = {c.key for c in CAPABILITIES if c.writable and c.kind == "state"}
     actions = {c.key for c in CAPABILITIES if c.kind == "action"}
-    assert writable == {"leds", "locate", "guest_wifi", "guest_duration"}
+    assert writable == {"leds", "locate", "guest_wifi", "guest_duration", "name"}
     assert actions == {"refresh", "restart", "pair", "wps", "install_update"}
 
 
 def test_capabilities_value_parsers() -> None:
-    """ON/OFF and minutes parse the forms users send and refuse the rest."""
+    """ON/OFF, minutes and names parse the forms users send and refuse the rest."""
+    assert parse_name("  Office 2 ") == "Office 2" and parse_name(42) == "42"
+    for bad_name in ("", "   ", "x" * 33, "tab\there", None, True):
+        with pytest.raises(ValueError, match="name"):
+            parse_name(bad_name)
     assert parse_on_off("on") is True and parse_on_off(False) is False and parse_on_off("0") is False
     assert parse_minutes("90") == 90 and parse_minutes(0) == 0
     for bad in ("maybe", None, 2):

@@ -9,7 +9,7 @@ from devolo_mqtt.tools.emulator.scenario import Scenario
 from devolo_mqtt.tools.emulator.server import Emulator
 from devolo_mqtt.tools.emulator.world import Fault
 from tests.conftest import StartBridge, StartEmulator, start_home
-from tests.helpers import Probe, until
+from tests.helpers import Broker, Probe, publish, until
 
 ROUTER, WIFI_NEXT, WIFI_6, GARAGE, DLAN_WIFI, SHED, REPEATER = (f"100000000000000{i}" for i in range(1, 8))
 HOME = (ROUTER, WIFI_NEXT, WIFI_6)
@@ -170,3 +170,42 @@ async def test_networks_failed_member_is_replaced(
     await until(lambda: overviews(emulator, others) > before, within=6, what="another member asked")
     matrix = await probe.wait_json(f"{base_topic}/network/home-net/rates", lambda m: True)
     assert len(matrix["devices"]) == 4  # the dead member's management is down, its PLC chip is not
+
+
+async def test_networks_rename_in_the_device_and_everything_follows(
+    demo_scenario: Scenario,
+    start_emulator: StartEmulator,
+    start_bridge: StartBridge,
+    broker: Broker,
+    probe: Probe,
+    base_topic: str,
+) -> None:
+    """`<id>/set/name` stores the name in the device (read back from its overview), and its network's
+    matrix, its Home Assistant device and its peers' link sensors follow at once (not at the next
+    network round, 5 minutes away); a bad name is refused and nothing changes."""
+    emulator = await start_home(demo_scenario, start_emulator, start_bridge, probe, base_topic)
+    await probe.wait_json(f"{base_topic}/{WIFI_NEXT}", lambda s: s.get("name") == "Living room")
+    await publish(broker, f"{base_topic}/{WIFI_NEXT}/set/name", "   ")
+    refused = await probe.wait_json(f"{base_topic}/{WIFI_NEXT}/set/result", lambda r: r["key"] == "name")
+    assert refused["status"] == "error" and "printable characters" in refused["error"]
+    await publish(broker, f"{base_topic}/{WIFI_NEXT}/set/name", "Lounge")
+    result = await probe.wait_json(
+        f"{base_topic}/{WIFI_NEXT}/set/result", lambda r: r["key"] == "name" and r["status"] == "ok"
+    )
+    assert result["state"] == {"name": "Lounge"}
+    assert emulator.device(WIFI_NEXT).name == "Lounge"
+    ha = f"{base_topic}ha"
+    matrix = next(m.topic for m in probe.messages if m.topic.endswith("/rates"))
+    await probe.wait_json(matrix, lambda m: any(d["name"] == "Lounge" for d in m["devices"]), within=5)
+    leds = await probe.wait_json(
+        f"{ha}/switch/devolo_{WIFI_NEXT}/leds/config", lambda c: c["device"]["name"] == "Lounge", within=5
+    )
+    assert leds["device"]["identifiers"] == [f"devolo_{WIFI_NEXT}"]
+    await until(
+        lambda: any(
+            m.topic.startswith(f"{ha}/sensor/devolo_{ROUTER}/tx_rate_") and b"to Lounge" in m.payload
+            for m in probe.messages
+        ),
+        within=5,
+        what="the router's link sensor named after Lounge",
+    )

@@ -73,6 +73,7 @@ class DeviceClient(Protocol):
     async def pair(self) -> None: ...
     async def wps(self) -> None: ...
     async def install_update(self) -> None: ...
+    async def set_name(self, name: str) -> str: ...
 
 
 class Readings(Protocol):
@@ -91,6 +92,7 @@ class Readings(Protocol):
 
     locate_until: float
     guest_duration: int
+    overview_name: str  # the name set in the device, as its PLC network's overview shows it
     # An install started: the firmware it started from, and until when it counts as in progress
     # (the new version seen over mDNS ends it earlier).
     installing: tuple[str, float] | None
@@ -103,6 +105,9 @@ class Target(Readings, Protocol):
     def client(self) -> DeviceClient: ...
 
     async def refresh(self, sources: Collection[SourceKey[Any]] | None = None) -> dict[str, str]: ...
+
+    def network_changed(self) -> None:
+        """Something every member's view shows changed (a name): its network is looked at again now."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +135,7 @@ class HaEntity:
     """A capability's Home Assistant entity, as data."""
 
     component: Literal[
-        "switch", "sensor", "binary_sensor", "number", "button", "update", "image", "camera", "event"
+        "switch", "sensor", "binary_sensor", "number", "button", "update", "image", "camera", "event", "text"
     ]
     name: str
     icon: str | None = None
@@ -203,6 +208,19 @@ def parse_minutes(raw: Json) -> int:
     return int(number)
 
 
+NAME_MAX = 32  # characters of a device name (what devolo's own apps accept)
+
+
+def parse_name(raw: Json) -> str:
+    """A device name: 1 to 32 printable characters, trimmed."""
+    if isinstance(raw, bool) or not isinstance(raw, str | int | float):
+        raise ValueError("expected a name (text)")  # noqa: TRY004 - callers report ValueError as "bad value"
+    name = str(raw).strip()
+    if not 1 <= len(name) <= NAME_MAX or not name.isprintable():
+        raise ValueError(f"a name is 1 to {NAME_MAX} printable characters")
+    return name
+
+
 def parse_action(raw: Json) -> None:
     """Actions accept any payload."""
 
@@ -233,6 +251,11 @@ async def _write_leds(t: Target, on: bool) -> None:
 async def _write_locate(t: Target, on: bool) -> None:
     await t.client.locate(on)
     t.locate_until = t.now + LOCATE_SECONDS if on else 0.0
+
+
+async def _write_name(t: Target, name: str) -> None:
+    t.overview_name = await t.client.set_name(name)  # as read back from the device's overview
+    t.network_changed()  # the matrix, the map and every peer's link sensors follow
 
 
 async def _write_guest(t: Target, on: bool) -> None:
@@ -494,6 +517,16 @@ CAPABILITIES: tuple[Capability, ...] = (
                 ),
             ),
         )
+    ),
+    Capability(
+        "name",
+        PLCNET,
+        value=lambda r: r.overview_name or None,
+        parse=parse_name,
+        write=_write_name,
+        ha=HaEntity(
+            "text", "Name in the device", icon="mdi:rename", entity_category="config", extra={"max": NAME_MAX}
+        ),
     ),
     Capability(
         "online",

@@ -99,6 +99,8 @@ class DeviceOutput(Protocol):
 
     def source_read(self, runtime: DeviceActor, source: SourceKey[Any], value: Any) -> None: ...
 
+    def network_changed(self, runtime: DeviceActor) -> None: ...
+
 
 @dataclass
 class PollStats:
@@ -213,6 +215,10 @@ class DeviceActor:
     def now(self) -> float:
         """The bridge's monotonic clock."""
         return self._clock()
+
+    def network_changed(self) -> None:
+        """A write changed what its PLC network's overview shows (its name): the network is read again."""
+        self._hooks.network_changed(self)
 
     @property
     def locate_until(self) -> float:

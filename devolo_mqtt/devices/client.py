@@ -333,6 +333,15 @@ class DevoloClient:
         """Reboot the device."""
         _confirm("restart", await self._call("restart", self._api().async_restart))
 
+    async def set_name(self, name: str) -> str:
+        """Set the name stored in the device; the name its PLC network's overview shows afterwards."""
+        _confirm("name", await self._call("name", lambda: self._plcnet().async_set_user_device_name(name)))
+        overview = await self.overview()
+        local = next((d for d in overview.devices if d.local), None)
+        if local is None or local.name != name:
+            raise DeviceProtocolError(self.ip, f"name: the device shows {local.name if local else None!r}")
+        return local.name
+
     async def pair(self) -> None:
         """Start PLC pairing mode."""
         _confirm("pair", await self._call("pair", self._plcnet().async_pair_device))

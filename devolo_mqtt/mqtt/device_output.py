@@ -147,6 +147,11 @@ class MqttDeviceOutput:
             neighbors: list[NeighborAp] = value
             self._out.neighbors(runtime.id, {"networks": [asdict(n) for n in neighbors]})
 
+    def network_changed(self, runtime: DeviceActor) -> None:
+        """A device's name changed in the device: its network is read again now (matrix, map, names)."""
+        if self._networks is not None:
+            self._networks.look_again()
+
     def device_availability(self, runtime: Node) -> None:
         """A device's availability; an access point going offline loses its clients."""
         if runtime.online is False and isinstance(runtime, DeviceActor) and self._wifi is not None:

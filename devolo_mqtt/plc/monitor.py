@@ -114,6 +114,12 @@ class NetworkMonitor:
         self.unmanaged: dict[str, Unmanaged] = {}
         self._last: dict[str, tuple[PlcDevice, PlcView]] = {}  # per MAC, from the newest overview
         self._wake = asyncio.Event()
+        self._full_wanted = False  # a full round asked for before its time (a device renamed)
+
+    def look_again(self) -> None:
+        """Read every network now (something its overview shows changed, e.g. a name)."""
+        self._full_wanted = True
+        self._wake.set()
 
     def device_joined(self, runtime: DeviceActor) -> None:
         """A manageable PLC device connected: it gets its network's last view now (not at the next
@@ -132,7 +138,8 @@ class NetworkMonitor:
             # Cleared before the round, not after: a device that joins while it runs wakes the next one
             # (cleared after, its wake was lost, and its network waited for the next full round).
             self._wake.clear()
-            await self.poll(full=now >= next_full)
+            full, self._full_wanted = now >= next_full or self._full_wanted, False
+            await self.poll(full=full)
             honour_cancellation()
             if now >= next_full:
                 next_full = now + self._interval
