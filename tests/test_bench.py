@@ -35,6 +35,7 @@ def test_bench_smoke_run_prints_the_table_and_writes_every_figure(tmp_path: Path
     assert 0 < bridge["start_s"] < 60 and bridge["rss_mib"] > 10
     # The bare library measured in a process of its own: its start and RSS are comparable.
     assert 0 < bare["connect_s"] < bare["start_s"] < 60 and 10 < bare["rss_mib"] < bridge["rss_mib"]
+    assert bare["support_dump_cpu_ms"] >= 0 and 0 < bare["support_dump_ms"] < 30_000
     assert bridge["rss_mib_after_set"] > 10
     # /set by broker settings and client kind, every cell measured.
     brokers = report["brokers"]

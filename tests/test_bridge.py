@@ -37,14 +37,16 @@ async def test_bridge_start_publishes_retained_state_per_model(
     common = {"leds", "firmware", "update_available", "next_firmware", "update_in_progress", "last_restart"}
     common |= {"ip", "last_seen"}
     wifi = {"guest_wifi", "guest_duration", "guest_remaining", "guest_ssid", "neighbor_aps", "wifi_clients"}
-    plc = {"locate", "connected_to_router", "plc_devices"}
+    plc = {"locate", "connected_to_router", "plc_devices", "name"}
+    # The PLC chip's support dump; the domain master (the router adapter) has no uplink: no wire length.
+    health = {"plc_temperature", "plc_hops", "plc_lost_maps", "plc_neighbor_networks"}
 
     def links(own: int) -> set[str]:
         return {f"{d}_rate_00005e00530{i}" for d in ("tx", "rx") for i in (1, 2, 3, 4) if i != own}
 
     expected = {
-        ROUTER: common | plc | links(1),
-        WIFI_NEXT: common | wifi | plc | links(2),
+        ROUTER: common | plc | health | links(1),
+        WIFI_NEXT: common | wifi | plc | health | {"plc_wire_length"} | links(2),
         REPEATER: common | wifi,  # a repeater has no PLC: no locate, no rates
     }
     states: dict[str, Any] = {}

@@ -37,6 +37,7 @@ import aiomqtt
 import httpx
 import yaml
 from devolo_plc_api import Device
+from devolo_plc_api.postprocessing import supportinfo
 from zeroconf import IPVersion
 from zeroconf.asyncio import AsyncZeroconf
 
@@ -196,6 +197,17 @@ async def _bare_run(spec: dict[str, Any]) -> dict[str, float]:
                 await api.async_get_led_setting()
                 latencies.append(time.perf_counter() - started)
             rss = rss_mib(os.getpid())
+            # The PLC health source: one support dump per device, one device at a time (the bridge
+            # reads it every six hours), as the library fetches and parses it.
+            dump_walls, cpu = [], time.process_time()
+            for device in devices:
+                api = device.device
+                assert api is not None
+                started = time.perf_counter()
+                dump = await api.async_get_support_info()
+                supportinfo.hops(dump), supportinfo.temperature(dump), supportinfo.lost_maps(dump)
+                dump_walls.append(time.perf_counter() - started)
+            dump_cpu = (time.process_time() - cpu) / len(devices)
     finally:
         for device in devices:
             await device.async_disconnect()
@@ -207,6 +219,8 @@ async def _bare_run(spec: dict[str, Any]) -> dict[str, float]:
         "wall_ms_per_round": statistics.median(walls) * 1000,
         "set_ms_p50": _percentile(latencies, 50) * 1000,
         "set_ms_p99": _percentile(latencies, 99) * 1000,
+        "support_dump_ms": statistics.median(dump_walls) * 1000,
+        "support_dump_cpu_ms": dump_cpu * 1000,
     }
 
 
@@ -367,7 +381,9 @@ def _bridge_config(
         "device_password": DEMO_PASSWORD,
         "polling": {
             "state": interval,
-            **dict.fromkeys(("wifi", "network", "neighbors", "firmware", "uptime", "heartbeat"), SLOW),
+            **dict.fromkeys(
+                ("wifi", "network", "neighbors", "firmware", "uptime", "heartbeat", "plc_health"), SLOW
+            ),
         },
         "data_dir": str(workdir / "data"),
         "logging": {"level": "WARNING"},
@@ -536,6 +552,8 @@ def _table(report: Report, out: Callable[[str], None]) -> None:
         ("  target: bare + 20 MiB + 0.1 MiB per device", "",
          f"{b['rss_mib'] + 20 + 0.1 * report.devices:.0f} MiB"),
         ("asyncio tasks per device", "", f"{r['tasks_per_device']:.2f}"),
+        ("support dump (PLC health) per device: wall p50 / CPU",
+         f"{b['support_dump_ms']:.1f} / {b['support_dump_cpu_ms']:.1f} ms", ""),
         ("/set → state seen, p50 / p99, broker defaults: Home-Assistant-like client", "",
          f"{k['default_ha_p50']:.1f} / {k['default_ha_p99']:.1f} ms"),
         ("  a '#' watcher that commands (MQTT 3.1.1, QoS 0)", "",

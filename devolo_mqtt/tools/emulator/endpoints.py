@@ -134,7 +134,7 @@ def _support(world: World, device: EmulatedDevice, _: bytes) -> Message:
         )
     )
     items = [
-        SupportInfoDump.SupportInfoItem(label="configlayer", content=layer),
+        *([SupportInfoDump.SupportInfoItem(label="configlayer", content=layer)] if device.plc_mac else []),
         SupportInfoDump.SupportInfoItem(label="dmesg", content=b"[    0.000000] Booting Linux\n" * 600),
         SupportInfoDump.SupportInfoItem(
             label="ps", content=b"  PID USER  COMMAND\n" + b"  123 root  dvlhpd\n" * 200
