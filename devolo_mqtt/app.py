@@ -88,6 +88,7 @@ class Bridge:
             names,
             WifiOutput(
                 client_list=self.publisher.client_list,
+                wired_list=self.publisher.wired_list,
                 presence=self.publisher.presence,
                 event=self.publisher.event,
                 tracker_config=lambda mac: self.ha.tracker(mac, names.get(mac), self.wifi.vendor(mac)),
@@ -108,6 +109,7 @@ class Bridge:
                 rates=self.publisher.rates,
                 map=pictures.show,
                 event=self.publisher.event,
+                wired=self.wifi.update_wired,
                 networks_changed=self.ha.bridge,
                 forget=pictures.forget,
             ),

@@ -83,9 +83,10 @@ def test_change_filter_publishes_on_change_force_and_heartbeat_only() -> None:
 
 
 def _tracker(tmp_path: Path, clock: Clock, **settings: Any) -> tuple[WifiTracker, dict[str, list[Any]]]:
-    seen: dict[str, list[Any]] = {"lists": [], "presence": [], "events": [], "trackers": []}
+    seen: dict[str, list[Any]] = {"lists": [], "wired": [], "presence": [], "events": [], "trackers": []}
     out = WifiOutput(
         client_list=lambda ap, p: seen["lists"].append((ap, p)),
+        wired_list=lambda device, p: seen["wired"].append((device, p)),
         presence=lambda mac, p: seen["presence"].append((mac, p)),
         event=lambda kind, data: seen["events"].append((kind, data)),
         tracker_config=seen["trackers"].append,
@@ -125,6 +126,35 @@ def test_wifi_tracker_roam_grace_and_departure(tmp_path: Path) -> None:
     assert tracker.presence[PHONE].state == "not_home"
     assert [kind for kind, _ in seen["events"]][-1] == "wifi_disconnected"
     assert seen["presence"][-1][1]["state"] == "not_home"
+
+
+def test_wifi_tracker_wired_clients_are_home_and_wifi_wins(tmp_path: Path) -> None:
+    """A device behind an adapter's LAN port is home (`wired_connected`, medium `lan`, the adapter as
+    its place); moving ports is no event; listed by an access point too it is placed by WiFi; gone
+    from every list it leaves after the grace (`wired_left`); each adapter's wired list is published."""
+    clock = Clock()
+    tracker, seen = _tracker(tmp_path, clock)
+    tracker.update_wired("office", [PHONE])
+    presence = tracker.presence[PHONE]
+    assert (presence.state, presence.medium, presence.ap) == ("home", "lan", "office")
+    assert seen["events"] == [("wired_connected", {**seen["events"][0][1], "device": "office"})]
+    assert (
+        seen["wired"][-1][0] == "office" and seen["wired"][-1][1]["clients"][0]["mac"] == "00:11:22:33:44:55"
+    )
+    clock.now += 5
+    tracker.update_wired("garage", [PHONE])
+    tracker.update_wired("office", [])
+    assert tracker.presence[PHONE].ap == "garage" and len(seen["events"]) == 1  # moved ports: no event
+    tracker.update_ap("ap1", [_station(PHONE)])
+    assert (tracker.presence[PHONE].medium, tracker.presence[PHONE].ap) == ("wifi", "ap1")
+    assert seen["presence"][-1][1]["medium"] == "wifi"
+    tracker.update_ap("ap1", [])
+    assert (tracker.presence[PHONE].medium, tracker.presence[PHONE].ap) == ("lan", "garage")
+    tracker.update_wired("garage", [])
+    clock.now += 61
+    tracker.expire()
+    assert tracker.presence[PHONE].state == "not_home"
+    assert seen["events"][-1][0] == "wired_left" and seen["events"][-1][1]["device"] == "garage"
 
 
 def test_wifi_tracker_random_macs_untracked_unless_asked(tmp_path: Path) -> None:
@@ -209,6 +239,7 @@ def test_network_monitor_ids_matrix_and_members_leaving(tmp_path: Path) -> None:
                 rates=lambda network, matrix: published.append((network, matrix)),
                 map=lambda network, svg: None,
                 event=lambda kind, data: None,
+                wired=lambda device, macs: None,
                 networks_changed=lambda: None,
                 forget=lambda network: None,
             ),

@@ -21,6 +21,7 @@ from tests.conftest import StartBridge, StartEmulator, bridge_settings
 from tests.helpers import Broker, Probe, running
 
 WIFI_NEXT, WIFI_6, REPEATER = "1000000000000002", "1000000000000003", "1000000000000007"
+ROUTER = "1000000000000001"
 PHONE, RANDOM, AWAY = "3C:22:FB:11:22:01", "DA:A1:19:33:44:02", "3C:22:FB:11:22:06"
 WIFI = {"polling": {"wifi": 0.5}, "wifi": {"consider_home": 2}}
 
@@ -252,3 +253,45 @@ def test_wifi_vendor_lookup_without_any_network() -> None:
         assert result.stdout.strip() == "Apple, Inc. | Raspberry Pi Foundation"
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+async def test_wifi_wired_clients_behind_adapters_are_listed_and_home(
+    demo_scenario: Scenario,
+    start_emulator: StartEmulator,
+    start_bridge: StartBridge,
+    probe: Probe,
+    base_topic: str,
+) -> None:
+    """The LAN devices an adapter bridges (its overview's `bridged_devices`) are listed per adapter
+    with their vendor, counted in its state, home in presence (medium `lan`, the adapter as place) with
+    `wired_connected` on the adapter's event topic; plugged elsewhere they follow without an event;
+    unplugged they leave after the grace (`wired_left`)."""
+    router_mac, router_lan = "B0BE76123456", "b0:be:76:12:34:56"
+    emulator = await start_emulator(demo_scenario)
+    await start_bridge(polling={"network": 0.5}, wifi={"consider_home": 2})
+    listed = await probe.wait_json(f"{base_topic}/{ROUTER}/wired/clients", lambda p: bool(p["clients"]))
+    assert [c["mac"] for c in listed["clients"]] == [router_lan]
+    assert listed["clients"][0]["vendor"]  # from the IEEE registry (B0:BE:76)
+    await probe.wait_json(f"{base_topic}/{ROUTER}", lambda s: s.get("wired_clients") == 1)
+    presence = await probe.wait_json(f"{base_topic}/wifi/{router_mac.lower()}", lambda p: True)
+    assert (presence["state"], presence["medium"], presence["ap"]) == ("home", "lan", ROUTER)
+    event = await probe.wait_json(
+        f"{base_topic}/{ROUTER}/event", lambda e: e["event_type"] == "wired_connected"
+    )
+    assert event["mac"] == router_lan and event["device"] == ROUTER
+    emulator.world.wire(router_mac, WIFI_NEXT)
+    await probe.wait_json(f"{base_topic}/wifi/{router_mac.lower()}", lambda p: p["ap"] == WIFI_NEXT)
+    await probe.wait_json(f"{base_topic}/{ROUTER}", lambda s: s.get("wired_clients") == 0)
+    emulator.world.wire(router_mac, None)
+    gone = await probe.wait_json(
+        f"{base_topic}/wifi/{router_mac.lower()}", lambda p: p["state"] == "not_home", within=10
+    )
+    assert gone["medium"] == "lan"
+    left = await probe.wait_json(f"{base_topic}/{WIFI_NEXT}/event", lambda e: e["event_type"] == "wired_left")
+    assert left["mac"] == router_lan
+    kinds = [
+        m.json()["event_type"]
+        for m in probe.messages
+        if m.topic.endswith("/event") and "/bridge/" not in m.topic
+    ]
+    assert kinds.count("wired_connected") == 1  # the move to another port was no new arrival

@@ -519,6 +519,12 @@ CAPABILITIES: tuple[Capability, ...] = (
         )
     ),
     Capability(
+        "wired_clients",
+        PLC,
+        value=lambda r: len(v.bridged) if (v := r.data(PLC_VIEW)) else None,
+        ha=HaEntity("sensor", "Wired clients", icon="mdi:ethernet", state_class="measurement"),
+    ),
+    Capability(
         "name",
         PLCNET,
         value=lambda r: r.overview_name or None,
@@ -636,6 +642,8 @@ DEVICE_EVENTS: tuple[tuple[str, str], ...] = (
     ("wifi_connected", WIFI),
     ("wifi_disconnected", WIFI),
     ("wifi_roamed", WIFI),
+    ("wired_connected", PLC),
+    ("wired_left", PLC),
 )
 
 

@@ -78,6 +78,7 @@ class PlcDevice:
     local: bool
     ip: str
     firmware: str = ""
+    bridged: tuple[str, ...] = ()  # the LAN devices behind it (`AABBCCDDEEFF`), as its overview lists them
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,3 +132,4 @@ class PlcView:
     devices: int
     links: dict[str, tuple[float, float] | None]
     router_macs: frozenset[str] = frozenset()
+    bridged: tuple[str, ...] = ()  # the LAN devices behind it (PLC members left out)

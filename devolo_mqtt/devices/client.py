@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timedelta
 from typing import TypeVar
 
@@ -304,6 +304,7 @@ class DevoloClient:
                 local=d.topology == LOCAL,
                 ip=d.ipv4_address,
                 firmware=d.friendly_version,
+                bridged=_macs(d.bridged_devices),
             )
             for d in raw.devices
         )
@@ -369,3 +370,12 @@ async def _cancel_browser(device: Device) -> None:
     browser = getattr(device, "_browser", None)
     if browser is not None:
         await browser.async_cancel()
+
+
+def _macs(values: Iterable[str]) -> tuple[str, ...]:
+    """The MACs among what a device lists (anything else it sends is left out), sorted, once each."""
+    found = set()
+    for value in values:
+        with contextlib.suppress(ValueError):
+            found.add(normalise_mac(value))
+    return tuple(sorted(found))

@@ -53,6 +53,7 @@ class Publisher:
             t.update_availability(device_id),
             t.state(device_id),
             t.wifi_clients(device_id),
+            t.wired_clients(device_id),
             t.wifi_neighbors(device_id),
             t.guest_qr(device_id),
         ):
@@ -159,6 +160,10 @@ class Publisher:
     def client_list(self, ap: str, payload: dict[str, Any]) -> None:
         """An access point's WiFi clients (retained)."""
         self.mqtt.publish(self.topics.wifi_clients(ap), dumps(payload), retain=True)
+
+    def wired_list(self, device_id: str, payload: dict[str, Any]) -> None:
+        """The LAN devices behind an adapter (retained)."""
+        self.mqtt.publish(self.topics.wired_clients(device_id), dumps(payload), retain=True)
 
     def presence(self, mac: str, payload: dict[str, Any]) -> None:
         """A WiFi client's presence across access points (retained)."""

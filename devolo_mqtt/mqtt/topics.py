@@ -133,6 +133,10 @@ class Topics:
         """Retained client list of one access point."""
         return f"{self.base}/{device_id}/wifi/clients"
 
+    def wired_clients(self, device_id: str) -> str:
+        """Retained list of the LAN devices behind one PLC adapter."""
+        return f"{self.base}/{device_id}/wired/clients"
+
     def wifi_neighbors(self, device_id: str) -> str:
         """Retained list of the foreign WiFi networks one access point sees."""
         return f"{self.base}/{device_id}/wifi/neighbors"

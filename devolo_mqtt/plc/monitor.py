@@ -69,6 +69,7 @@ class NetworkOutput:
     rates: Callable[[str, dict[str, Any]], None]  # (network id, matrix)
     map: Callable[[str, list[plcmap.Shape]], None]  # (network id, its picture)
     event: Callable[[str, dict[str, Json]], None]
+    wired: Callable[[str, list[str]], None]  # (device id, the LAN devices behind it)
     networks_changed: Callable[[], None]  # a network was seen for the first time, or is gone
     forget: Callable[[str], None]  # a network id no longer used: clear its retained topics
 
@@ -203,13 +204,16 @@ class NetworkMonitor:
         runtimes = {r.identity.mac: r for r in self._members() if r.identity_ is not None}
         for device in overview.devices:
             links = {dst: measured.get((device.mac, dst)) for dst in network.links.get(device.mac, set())}
-            view = PlcView(network_id, device.attached_to_router, len(macs), links, routers)
+            bridged = tuple(m for m in device.bridged if m not in network.macs)
+            view = PlcView(network_id, device.attached_to_router, len(macs), links, routers, bridged)
             self._last[device.mac] = (device, view)
             if (runtime := runtimes.get(device.mac)) is not None:
                 runtime.overview_name = device.name
                 runtime.feed(PLC_VIEW, view)
+                self._out.wired(runtime.id, list(bridged))
             elif (adapter := self._adapters.get(device.mac)) is not None:
                 adapter.seen(device, view)
+                self._out.wired(adapter.id, list(bridged))
             else:
                 self.unmanaged[device.mac] = Unmanaged(device, network_id)
         if new:
@@ -219,6 +223,8 @@ class NetworkMonitor:
             self._last.pop(mac, None)
             if (adapter := self._adapters.get(mac)) is not None:
                 adapter.seen(None, None)
+            if (member := runtimes.get(mac) or self._adapters.get(mac)) is not None:
+                self._out.wired(member.id, [])  # out of its network: nothing is seen behind it
         self._tell(
             network_id, self._watch.observe(network_id, macs, ((r.src, r.dst, r.tx) for r in overview.rates))
         )

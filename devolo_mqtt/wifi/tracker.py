@@ -1,6 +1,8 @@
-"""WiFi clients: per-access-point lists, presence aggregated over every access point (a roam stays
-`home`; `not_home` only after the consider-home grace), connect/leave/roam events, random MACs, offline
-vendor names and user-given names.
+"""Clients: per-access-point WiFi lists and per-adapter wired lists (the LAN devices a PLC adapter
+bridges, from its network's overview), presence aggregated over all of them (a roam stays `home`; a
+device on a LAN port is home too; `not_home` only after the consider-home grace), connect/leave/roam
+events, random MACs, offline vendor names and user-given names. A MAC that an access point lists is
+placed by WiFi (an adapter with WiFi also bridges its WiFi clients' traffic).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class Presence:
     band: str | None = None
     wifi: str | None = None
     last_seen: str | None = None
+    medium: str = "wifi"  # "wifi", or "lan": behind an adapter's LAN port
     absent_since: float | None = field(default=None, repr=False)  # monotonic; None while listed
 
 
@@ -46,6 +49,7 @@ class WifiOutput:
     """Where the tracker publishes (injected by the bridge)."""
 
     client_list: Callable[[str, dict[str, Any]], None]
+    wired_list: Callable[[str, dict[str, Any]], None]
     presence: Callable[[str, dict[str, Any]], None]
     event: Callable[[str, dict[str, Json]], None]
     tracker_config: Callable[[str], None]
@@ -73,6 +77,8 @@ class WifiTracker:
         self._lists: dict[str, dict[str, Station]] = {}  # ap id → mac → station
         self._since: dict[tuple[str, str], datetime] = {}  # (ap, mac) → connected since
         self._listed_at: dict[tuple[str, str], float] = {}  # (ap, mac) → when this AP started listing it
+        self._wired: dict[str, dict[str, datetime]] = {}  # adapter id → mac → behind it since
+        self._wired_at: dict[tuple[str, str], float] = {}  # (adapter, mac) → when it started listing it
         self.presence: dict[str, Presence] = {}
         self._vendors_loaded = False
         self._filters: dict[str, ChangeFilter] = {}  # per presence topic and per AP list
@@ -127,14 +133,30 @@ class WifiTracker:
         for mac in set(previous) - set(current):
             self._since.pop((ap, mac), None)
             self._listed_at.pop((ap, mac), None)
-        for mac, station in current.items():
+        for mac in current:
             self._since.setdefault((ap, mac), wall)
             self._listed_at.setdefault((ap, mac), now)
             if self.tracked(mac):
-                self._seen(mac, ap, station, wall)
+                self._place(mac, wall)
         for mac in set(previous) - set(current):
             self._maybe_absent(mac, now)
         self.publish_list(ap)
+
+    def update_wired(self, device: str, macs: list[str]) -> None:
+        """An adapter's fresh list of the LAN devices behind it (from its network's overview)."""
+        now, wall = self._clock(), utc_now()
+        previous = self._wired.get(device, {})
+        current = {mac: previous.get(mac, wall) for mac in macs[: self._settings.max_clients_per_ap]}
+        self._wired[device] = current
+        for mac in set(previous) - set(current):
+            self._wired_at.pop((device, mac), None)
+        for mac in current:
+            self._wired_at.setdefault((device, mac), now)
+            if self.tracked(mac):
+                self._place(mac, wall)
+        for mac in set(previous) - set(current):
+            self._maybe_absent(mac, now)
+        self.publish_wired(device)
 
     def ap_lost(self, ap: str) -> None:
         """An access point went offline: its clients count as not listed (the grace period starts).
@@ -142,40 +164,52 @@ class WifiTracker:
         if ap in self._lists:
             self.update_ap(ap, [])
 
-    def _seen(self, mac: str, ap: str, station: Station, wall: datetime) -> None:
+    def _where(self, mac: str) -> tuple[str, str, Station | None] | None:
+        """Where a MAC is now: ("wifi", access point, station) — the access point that listed it last —
+        else ("lan", adapter, None); None when nothing lists it."""
+        aps = [a for a in self._lists if mac in self._lists[a]]
+        if aps:
+            newest = max(aps, key=lambda a: self._listed_at[(a, mac)])
+            return "wifi", newest, self._lists[newest][mac]
+        adapters = [d for d in self._wired if mac in self._wired[d]]
+        if adapters:
+            return "lan", max(adapters, key=lambda d: self._wired_at[(d, mac)]), None
+        return None
+
+    def _place(self, mac: str, wall: datetime) -> None:
+        where = self._where(mac)
+        if where is None:
+            return
+        medium, device, station = where
         presence = self.presence.setdefault(mac, Presence(mac))
-        newest = max(
-            (a for a in self._lists if mac in self._lists[a]), key=lambda a: self._listed_at[(a, mac)]
-        )
-        was_home, old_ap = presence.state == "home", presence.ap
-        if ap != newest:
-            station = self._lists[newest][mac]
-        presence.state, presence.ap, presence.band, presence.wifi = "home", newest, station.band, station.wifi
+        was_home, old = presence.state == "home", (presence.medium, presence.ap)
+        presence.state, presence.ap, presence.medium = "home", device, medium
+        presence.band, presence.wifi = (station.band, station.wifi) if station else (None, None)
         presence.last_seen, presence.absent_since = iso(wall), None
-        details = {
-            "mac": display_mac(mac),
-            **self.describe(mac),
-            "ap": newest,
-            "band": station.band,
-            "wifi": station.wifi,
-        }
+        details = self._details(presence)
         if not was_home:
-            log.debug("wifi_connected", mac=details["mac"], ap=newest)
-            self._out.event("wifi_connected", details)
+            kind = "wifi_connected" if medium == "wifi" else "wired_connected"
+            log.debug(kind, mac=details["mac"], device=device)
+            self._out.event(kind, details)
             self._out.tracker_config(mac)
-        elif old_ap != newest:
-            log.debug("wifi_roamed", mac=details["mac"], from_ap=old_ap, to_ap=newest)
-            self._out.event("wifi_roamed", {**details, "from": old_ap, "to": newest})
+        elif old[0] == medium == "wifi" and old[1] != device:
+            log.debug("wifi_roamed", mac=details["mac"], from_ap=old[1], to_ap=device)
+            self._out.event("wifi_roamed", {**details, "from": old[1], "to": device})
         self._publish_presence(presence)
+
+    def _details(self, presence: Presence) -> dict[str, Any]:
+        """An event's data: a WiFi client's access point, band and network; a wired one's adapter."""
+        described = {"mac": display_mac(presence.mac), **self.describe(presence.mac)}
+        if presence.medium == "lan":
+            return {**described, "device": presence.ap}
+        return {**described, "ap": presence.ap, "band": presence.band, "wifi": presence.wifi}
 
     def _maybe_absent(self, mac: str, now: float) -> None:
         presence = self.presence.get(mac)
         if presence is None or presence.state != "home":
             return
-        listing = [a for a in self._lists if mac in self._lists[a]]
-        if listing:  # still on another AP: a roam, not a departure
-            station = self._lists[listing[0]][mac]
-            self._seen(mac, listing[0], station, utc_now())
+        if self._where(mac) is not None:  # still listed elsewhere: a roam, not a departure
+            self._place(mac, utc_now())
         elif presence.absent_since is None:
             presence.absent_since = now
 
@@ -186,15 +220,10 @@ class WifiTracker:
             away = presence.absent_since
             if presence.state == "home" and away is not None and now - away >= self._settings.consider_home:
                 presence.state = "not_home"
-                details = {
-                    "mac": display_mac(presence.mac),
-                    **self.describe(presence.mac),
-                    "ap": presence.ap,
-                    "band": presence.band,
-                    "wifi": presence.wifi,
-                }
-                log.debug("wifi_disconnected", mac=details["mac"], ap=presence.ap)
-                self._out.event("wifi_disconnected", details)
+                details = self._details(presence)
+                kind = "wifi_disconnected" if presence.medium == "wifi" else "wired_left"
+                log.debug(kind, mac=details["mac"], device=presence.ap)
+                self._out.event(kind, details)
                 self._publish_presence(presence)
 
     # --- publishing ----------------------------------------------------------------------------------
@@ -205,6 +234,7 @@ class WifiTracker:
             "ap": presence.ap,
             "band": presence.band,
             "wifi": presence.wifi,
+            "medium": presence.medium,
             **self.describe(presence.mac),
             "last_seen": presence.last_seen,
         }
@@ -244,11 +274,24 @@ class WifiTracker:
         if self._changed(f"list/{ap}", payload, force=force):
             self._out.client_list(ap, payload)
 
+    def publish_wired(self, device: str, *, force: bool = False) -> None:
+        """The `devolo/<id>/wired/clients` payload (on change or heartbeat)."""
+        clients = [
+            {"mac": display_mac(mac), **self.describe(mac), "connected_since": iso(since)}
+            for mac, since in sorted(self._wired.get(device, {}).items())
+        ]
+        payload = {"last_seen": iso(utc_now()), "clients": clients}
+        if self._changed(f"wired/{device}", payload, force=force):
+            self._out.wired_list(device, payload)
+
     def renamed(self, mac: str) -> None:
         """A MAC got a new name: re-publish everything that shows it."""
         for ap, listed in self._lists.items():
             if mac in listed:
                 self.publish_list(ap, force=True)
+        for device, wired in self._wired.items():
+            if mac in wired:
+                self.publish_wired(device, force=True)
         if mac in self.presence:
             self._publish_presence(self.presence[mac], force=True)
             self._out.tracker_config(mac)

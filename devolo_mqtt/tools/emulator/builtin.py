@@ -16,6 +16,7 @@ DEMO_HOME: dict[str, Any] = {
             "serial": "1000000000000001",
             "model": "magic2_lan",
             "name": "Router adapter",
+            "wired": ["B0:BE:76:12:34:56"],  # the internet router, on its LAN port
             "password": DEMO_PASSWORD,
             "plc_mac": "00:00:5E:00:53:01",
             "network": "home",
@@ -48,6 +49,7 @@ DEMO_HOME: dict[str, Any] = {
             "model": "dlan1200_lan",
             "name": "Garage",
             "plc_mac": "00:00:5E:00:53:04",
+            "wired": ["00:11:32:AB:CD:EF"],  # a NAS
             "network": "home",
         },
         {

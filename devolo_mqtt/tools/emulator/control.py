@@ -3,6 +3,7 @@
     fault <serial> <none|unreachable|slow|vanished|http_500|malformed|stale_nonce|wrong_password>
     unplug <serial> | plug <serial>
     move <station mac> <ap serial | away>
+    wire <lan device mac> <adapter serial | away>   (plug a LAN device into an adapter's port, or unplug it)
     advance <seconds>
     rate <from serial> <to serial> <Mbit/s | base>   (hold a PLC link's rate; `base` lets it go)
     silence <serial> <deviceapi|plcnet> <N | Ts | on>   (its next N mDNS queries, T seconds, or until
@@ -46,6 +47,7 @@ def apply(emulator: Emulator, line: str) -> str:
                 colon_mac(normalise_mac(a[0])), None if a[1] == "away" else a[1]
             ),
         ),
+        "wire": (2, lambda a: emulator.world.wire(normalise_mac(a[0]), None if a[1] == "away" else a[1])),
         "advance": (1, lambda a: emulator.advance(float(a[0]))),
         "rate": (
             3,

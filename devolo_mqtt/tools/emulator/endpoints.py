@@ -227,6 +227,7 @@ def _overview(world: World, device: EmulatedDevice, _: bytes) -> Message:
             technology=m.product.technology,  # type: ignore[arg-type]
             ipv4_address=m.ip or "",
             attached_to_router=m.spec.attached_to_router,
+            bridged_devices=[colon_mac(mac) for mac in sorted(m.wired)] if m.reachable(world.now) else [],
         )
         for m in members
     ]

@@ -50,6 +50,8 @@ class DeviceSpec(_Strict):
     restart_seconds: Annotated[float, Field(ge=0)] = 20.0
     # What the device announces as its serial (mDNS `SN`) instead: a broken or hostile device.
     announce_serial: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    # The LAN devices behind it (MACs), listed as `bridged_devices` in its network's overview.
+    wired: list[str] = []
     # Device API calls this firmware does not offer although its features suggest them (HTTP 404),
     # e.g. ["WifiNeighborAPsGet"] on older firmware.
     unsupported: list[str] = []
@@ -65,6 +67,11 @@ class DeviceSpec(_Strict):
     @classmethod
     def _mac(cls, value: str | None) -> str | None:
         return None if value is None else normalise_mac(value)
+
+    @field_validator("wired")
+    @classmethod
+    def _macs(cls, value: list[str]) -> list[str]:
+        return [normalise_mac(v) for v in value]
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

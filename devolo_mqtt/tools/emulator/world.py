@@ -95,6 +95,7 @@ class EmulatedDevice:
     plugged: bool = True
     fault: Fault = Fault.NONE
     slow_seconds: float = 15.0
+    wired: set[str] = field(default_factory=set)  # LAN devices behind it (`AABBCCDDEEFF`)
     # The PLC chip's own view (its support dump); tests and the control input move them.
     health: dict[str, float] = field(
         default_factory=lambda: {
@@ -166,6 +167,7 @@ class World:
                 firmware=spec.firmware or product.firmware,
                 firmware_date=product.firmware_date,
                 name=spec.name,
+                wired=set(spec.wired),
             )
         self.links: dict[tuple[str, str], Link] = {}
         for network in {d.network for d in scenario.devices if d.network}:
@@ -247,6 +249,15 @@ class World:
         link.held = rate is not None
         link.tx = link.base if rate is None else rate
         link.rx = link.tx * 0.95
+
+    def wire(self, mac: str, serial: str | None) -> None:
+        """Plug a LAN device (`AABBCCDDEEFF`) into an adapter's port (`serial`), or unplug it (None)."""
+        if serial is not None and serial not in self.devices:
+            raise KeyError(serial)
+        for device in self.devices.values():
+            device.wired.discard(mac)
+        if serial is not None:
+            self.devices[serial].wired.add(mac)
 
     def move_station(self, mac: str, ap: str | None) -> None:
         """Connect a station to an access point (roam), or disconnect it (`ap=None`)."""
