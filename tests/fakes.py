@@ -14,9 +14,11 @@ from devolo_mqtt.core.model import (
     DeviceIdentity,
     FirmwareCheck,
     GuestWifi,
+    MultiAp,
     NeighborAp,
     Overview,
     PlcHealth,
+    RepeatedAp,
     Station,
 )
 
@@ -175,6 +177,14 @@ class FakeClient:
     async def neighbors(self) -> list[NeighborAp]:
         await self._request("neighbors")
         return []
+
+    async def repeated_aps(self) -> list[RepeatedAp]:
+        await self._request("repeated_aps")
+        return []
+
+    async def multi_ap(self) -> MultiAp:
+        await self._request("multi_ap")
+        return MultiAp(False, None, None)
 
     async def plc_health(self) -> PlcHealth:
         await self._request("plc_health")

@@ -37,7 +37,7 @@ async def test_bridge_start_publishes_retained_state_per_model(
     common = {"leds", "firmware", "update_available", "next_firmware", "update_in_progress", "last_restart"}
     common |= {"ip", "last_seen"}
     wifi = {"guest_wifi", "guest_duration", "guest_remaining", "guest_ssid", "neighbor_aps", "wifi_clients"}
-    plc = {"locate", "connected_to_router", "plc_devices", "name"}
+    plc = {"locate", "connected_to_router", "plc_devices", "name", "wired_clients"}
     # The PLC chip's support dump; the domain master (the router adapter) has no uplink: no wire length.
     health = {"plc_temperature", "plc_hops", "plc_lost_maps", "plc_neighbor_networks"}
 
@@ -47,13 +47,16 @@ async def test_bridge_start_publishes_retained_state_per_model(
     expected = {
         ROUTER: common | plc | health | links(1),
         WIFI_NEXT: common | wifi | plc | health | {"plc_wire_length"} | links(2),
-        REPEATER: common | wifi,  # a repeater has no PLC: no locate, no rates
+        # A repeater has no PLC (no locate, no rates); it has an uplink and a mesh controller.
+        REPEATER: common | wifi | {"uplink_ssid", "uplink_signal", "uplink_rate", "mesh_controller"},
     }
     states: dict[str, Any] = {}
     for serial, keys in expected.items():
         # Sources arrive at different moments (the PLC view comes from the network round): wait for all.
         states[serial] = await probe.wait_json(f"{base_topic}/{serial}", functools.partial(_keys_are, keys))
     assert states[ROUTER]["leds"] == "ON" and states[ROUTER]["locate"] == "OFF"
+    assert states[REPEATER]["uplink_ssid"] == "home" and states[REPEATER]["uplink_signal"] == -55
+    assert states[REPEATER]["mesh_controller"] == demo_scenario.addresses()[ROUTER]
     assert (
         states[WIFI_NEXT]["guest_wifi"] == "OFF"
         and states[WIFI_NEXT]["ip"] == demo_scenario.addresses()[WIFI_NEXT]

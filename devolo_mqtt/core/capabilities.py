@@ -21,9 +21,11 @@ from devolo_mqtt.core.model import (
     FirmwareCheck,
     GuestWifi,
     Json,
+    MultiAp,
     NeighborAp,
     PlcHealth,
     PlcView,
+    RepeatedAp,
     Station,
 )
 from devolo_mqtt.settings import PollingSettings
@@ -53,6 +55,8 @@ STATIONS: SourceKey[list[Station]] = SourceKey("stations")  # also feeds the WiF
 FIRMWARE: SourceKey[FirmwareCheck] = SourceKey("firmware")
 PLC_VIEW: SourceKey[PlcView] = SourceKey("plc")  # fed by the network monitor, not polled per device
 PLC_HEALTH: SourceKey[PlcHealth] = SourceKey("plc_health")
+REPEATED: SourceKey[list[RepeatedAp]] = SourceKey("repeated_ap")  # WiFi repeaters: their uplink
+MULTI_AP: SourceKey[MultiAp] = SourceKey("multi_ap")  # WiFi repeaters: their mesh controller
 
 
 class DeviceClient(Protocol):
@@ -66,6 +70,8 @@ class DeviceClient(Protocol):
     async def stations(self) -> list[Station]: ...
     async def neighbors(self) -> list[NeighborAp]: ...
     async def plc_health(self) -> PlcHealth: ...
+    async def repeated_aps(self) -> list[RepeatedAp]: ...
+    async def multi_ap(self) -> MultiAp: ...
     async def set_leds(self, on: bool) -> None: ...
     async def locate(self, on: bool) -> None: ...
     async def set_guest(self, enable: bool, minutes: int) -> None: ...
@@ -294,6 +300,19 @@ def _action(call: Callable[[DeviceClient], Awaitable[None]]) -> Callable[[Target
     return write
 
 
+def _uplink(r: Readings) -> RepeatedAp | None:
+    """The access point a repeater repeats: the strongest it lists."""
+    aps = r.data(REPEATED)
+    return max(aps, key=lambda a: a.signal) if aps else None
+
+
+def _controller(r: Readings) -> str | None:
+    mesh = r.data(MULTI_AP)
+    if mesh is None or not mesh.enabled:
+        return None
+    return mesh.controller_ip or mesh.controller_mac
+
+
 def _health(field: str) -> Callable[[Readings], Json]:
     """One value of the PLC chip's support dump (None: not read yet, or not reported)."""
 
@@ -314,6 +333,9 @@ SOURCES: tuple[Source, ...] = (
     Source(STATIONS, WIFI, lambda p: p.wifi, lambda c: c.stations(), also="wifi_clients"),
     Source(FIRMWARE, "update", lambda p: p.firmware, lambda c: c.firmware_check()),
     Source(PLC_HEALTH, "support", lambda p: p.plc_health, lambda c: c.plc_health()),
+    # A repeater's uplink and mesh: at the neighbour scan's pace (a signal moves with every reading).
+    Source(REPEATED, "repeater0", lambda p: p.neighbors, lambda c: c.repeated_aps()),
+    Source(MULTI_AP, "multiap", lambda p: p.neighbors, lambda c: c.multi_ap()),
 )
 
 CAPABILITIES: tuple[Capability, ...] = (
@@ -517,6 +539,49 @@ CAPABILITIES: tuple[Capability, ...] = (
                 ),
             ),
         )
+    ),
+    Capability(
+        "uplink_ssid",
+        "repeater0",
+        source=REPEATED,
+        value=lambda r: u.ssid if (u := _uplink(r)) else None,
+        ha=HaEntity("sensor", "Repeated network", icon="mdi:wifi-sync", entity_category="diagnostic"),
+    ),
+    Capability(
+        "uplink_signal",
+        "repeater0",
+        source=REPEATED,
+        value=lambda r: u.signal if (u := _uplink(r)) else None,
+        ha=HaEntity(
+            "sensor",
+            "Uplink signal",
+            device_class="signal_strength",
+            unit="dBm",
+            state_class="measurement",
+            entity_category="diagnostic",
+        ),
+    ),
+    Capability(
+        "uplink_rate",
+        "repeater0",
+        source=REPEATED,
+        value=lambda r: round_rate(u.rate) if (u := _uplink(r)) else None,
+        ha=HaEntity(
+            "sensor",
+            "Uplink rate",
+            device_class="data_rate",
+            unit="Mbit/s",
+            state_class="measurement",
+            entity_category="diagnostic",
+            enabled_by_default=False,
+        ),
+    ),
+    Capability(
+        "mesh_controller",
+        "multiap",
+        source=MULTI_AP,
+        value=_controller,
+        ha=HaEntity("sensor", "Mesh controller", icon="mdi:router-wireless", entity_category="diagnostic"),
     ),
     Capability(
         "wired_clients",

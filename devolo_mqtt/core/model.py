@@ -111,6 +111,27 @@ class PlcHealth:
 
 
 @dataclass(frozen=True, slots=True)
+class RepeatedAp:
+    """The access point a WiFi repeater repeats, as the repeater hears it."""
+
+    mac: str  # AABBCCDDEEFF
+    ssid: str
+    band: str
+    channel: int
+    signal: int  # dBm
+    rate: float  # Mbit/s
+
+
+@dataclass(frozen=True, slots=True)
+class MultiAp:
+    """A repeater's place in a devolo WiFi mesh (multi-AP): whether it is on, and its controller."""
+
+    enabled: bool
+    controller_mac: str | None
+    controller_ip: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class NeighborAp:
     """A foreign WiFi network an access point sees."""
 

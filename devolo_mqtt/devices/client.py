@@ -44,11 +44,13 @@ from devolo_mqtt.core.model import (
     DeviceIdentity,
     FirmwareCheck,
     GuestWifi,
+    MultiAp,
     NeighborAp,
     Overview,
     PlcDevice,
     PlcHealth,
     PlcRate,
+    RepeatedAp,
     Station,
 )
 from devolo_mqtt.core.tasks import FairLimiter
@@ -277,6 +279,25 @@ class DevoloClient:
         raw = await self._call("neighbor_aps", self._api().async_get_wifi_neighbor_access_points)
         found = [NeighborAp(n.ssid, _BANDS.get(n.band, "unknown"), n.channel, n.signal) for n in raw]
         return sorted(found, key=lambda n: (-n.signal, n.ssid, n.channel))
+
+    async def repeated_aps(self) -> list[RepeatedAp]:
+        """The access points a repeater repeats, with how it hears them."""
+        raw = await self._call("repeated_ap", self._api().async_get_wifi_repeated_access_points)
+        found = []
+        for ap in raw:
+            with contextlib.suppress(ValueError):
+                mac = normalise_mac(ap.mac_address)
+                band = _BANDS.get(ap.band, "unknown")
+                found.append(RepeatedAp(mac, ap.ssid, band, ap.channel, ap.signal, ap.rate / 1000))
+        return found
+
+    async def multi_ap(self) -> MultiAp:
+        """A repeater's mesh (multi-AP) state and its controller."""
+        raw = await self._call("multi_ap", self._api().async_get_wifi_multi_ap)
+        mac = None
+        with contextlib.suppress(ValueError):
+            mac = normalise_mac(raw.controller_id)
+        return MultiAp(raw.enabled, mac, raw.controller_ip or None)
 
     async def plc_health(self) -> PlcHealth:
         """What the PLC chip says of itself, from the device's support dump (seconds on real adapters:
