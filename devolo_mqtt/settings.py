@@ -33,6 +33,8 @@ from devolo_mqtt.mqtt.topics import device_id_problem
 _TOPIC_PREFIX = r"^[^#+\s\x00]+$"
 _TOPIC_PREFIX_MAX = 128
 MAX_NAME = 64  # a MAC's or device's name, from the config or `mac/rename`
+# The polling settings that pace a device's own sources (`devices[].polling` may override each).
+SourceSetting = Literal["state", "firmware", "plc_health", "neighbors", "uptime", "wifi"]
 _CONFIG_FILE: contextvars.ContextVar[Path | None] = contextvars.ContextVar("config_file", default=None)
 
 
@@ -84,6 +86,38 @@ class MqttSettings(_Section):
         return self
 
 
+Interval = Annotated[float, Field(gt=0)]
+
+
+class DevicePolling(_Section):
+    """One device's own pace: seconds, or `off` (YAML's `off` is false too) to never read that source —
+    its entities go. E.g. a slow adapter's state every 5 minutes, a repeater's neighbour scans off."""
+
+    state: Interval | None = None
+    firmware: Interval | Literal[False, "off"] | None = None
+    plc_health: Interval | Literal[False, "off"] | None = None
+    neighbors: Interval | Literal[False, "off"] | None = None
+    uptime: Interval | Literal[False, "off"] | None = None
+    wifi: Interval | Literal[False, "off"] | None = None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _seconds_or_off(cls, value: object) -> object:
+        if isinstance(value, int | float) and not isinstance(value, bool) and value <= 0:
+            raise ValueError("must be above 0 (seconds), or off")
+        return value
+
+    def applied_to(self, polling: PollingSettings) -> PollingSettings:
+        """The bridge's polling with this device's intervals."""
+        update = {k: v for k, v in self.model_dump().items() if isinstance(v, int | float) and v is not False}
+        return polling.model_copy(update=update)
+
+    @property
+    def off(self) -> frozenset[SourceSetting]:
+        """The settings switched off: their sources are never read."""
+        return frozenset(k for k, v in self.model_dump().items() if v is False or v == "off")  # type: ignore[misc]
+
+
 class DeviceConfig(_Section):
     """One device: a manageable one (serial and/or ip) or a non-manageable PLC adapter (mac)."""
 
@@ -99,6 +133,7 @@ class DeviceConfig(_Section):
     enabled: bool = True
     manageable: bool = True
     standby_expected: bool = False
+    polling: DevicePolling | None = None
 
     @field_validator("mac")
     @classmethod

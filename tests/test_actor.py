@@ -364,3 +364,22 @@ async def test_actor_configured_by_serial_connects_where_mdns_finds_it(tmp_path:
         await settle()
         assert a.runtime.ip == "192.0.2.20" and a.clients[-1].ip == "192.0.2.20"
         assert [x["status"] for x in a.answers()] == ["ok"]
+
+
+async def test_actor_per_device_polling_paces_its_sources_and_switches_some_off(tmp_path: Path) -> None:
+    """`devices[].polling`: this device's state every 120 s instead of the bridge's 10 s, its neighbour
+    scans never (and their entity not offered), the rest at the bridge's pace."""
+    config = DeviceConfig(
+        serial="1234567890123456", polling={"state": 120, "neighbors": False, "firmware": "off"}
+    )
+    async with actor(tmp_path, config=config, state=10, wifi=30) as a:
+        await a.clock.advance(SLOW_SOURCES_AFTER + 1)
+        first = list(a.device.calls)
+        await a.clock.advance(240)
+        calls = a.device.calls[len(first) :]
+        assert calls.count("leds") == 2  # at 120 s and 240 s, not every 10 s
+        assert calls.count("stations") == 8  # the bridge's `wifi` pace (30 s)
+        assert "neighbors" not in a.device.calls and "firmware" not in a.device.calls
+        offered = {c.key for c in capabilities.supported(a.runtime.identity, a.runtime.unsupported)}
+        assert "neighbor_aps" not in offered and "update_available" not in offered
+        assert "wifi_clients" in offered and "neighbor_aps" not in a.runtime.current_state()

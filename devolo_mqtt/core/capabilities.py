@@ -28,7 +28,7 @@ from devolo_mqtt.core.model import (
     RepeatedAp,
     Station,
 )
-from devolo_mqtt.settings import PollingSettings
+from devolo_mqtt.settings import PollingSettings, SourceSetting
 
 WIFI = "wifi1"  # the Features flag of access points (guest WiFi, clients, neighbours, WPS)
 LOCATE_SECONDS = 120.0
@@ -122,7 +122,7 @@ class Source:
 
     key: SourceKey[Any]
     feature: str
-    interval: Callable[[PollingSettings], float]
+    setting: SourceSetting  # the polling setting that says how often (per device: `devices[].polling`)
     read: Callable[[DeviceClient], Awaitable[Any]]
     shared: bool = False  # one value across a WiFi mesh: a write refreshes every access point
     # How a new reading combines with the last one (e.g. keep a timestamp that only jittered).
@@ -134,6 +134,10 @@ class Source:
     def name(self) -> str:
         """The source's name (task names, logs)."""
         return self.key.name
+
+    def interval(self, polling: PollingSettings) -> float:
+        """Seconds between two reads."""
+        return float(getattr(polling, self.setting))
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,16 +330,16 @@ def _health(field: str) -> Callable[[Readings], Json]:
 
 # --- the tables -----------------------------------------------------------------------------------
 SOURCES: tuple[Source, ...] = (
-    Source(LEDS, "led", lambda p: p.state, lambda c: c.leds()),
-    Source(RESTARTED, "restart", lambda p: p.uptime, lambda c: c.last_restart(), merge=same_restart),
-    Source(GUEST, WIFI, lambda p: p.state, lambda c: c.guest(), shared=True, also="guest_qr"),
-    Source(NEIGHBORS, WIFI, lambda p: p.neighbors, lambda c: c.neighbors(), also="neighbors"),
-    Source(STATIONS, WIFI, lambda p: p.wifi, lambda c: c.stations(), also="wifi_clients"),
-    Source(FIRMWARE, "update", lambda p: p.firmware, lambda c: c.firmware_check()),
-    Source(PLC_HEALTH, "support", lambda p: p.plc_health, lambda c: c.plc_health()),
+    Source(LEDS, "led", "state", lambda c: c.leds()),
+    Source(RESTARTED, "restart", "uptime", lambda c: c.last_restart(), merge=same_restart),
+    Source(GUEST, WIFI, "state", lambda c: c.guest(), shared=True, also="guest_qr"),
+    Source(NEIGHBORS, WIFI, "neighbors", lambda c: c.neighbors(), also="neighbors"),
+    Source(STATIONS, WIFI, "wifi", lambda c: c.stations(), also="wifi_clients"),
+    Source(FIRMWARE, "update", "firmware", lambda c: c.firmware_check()),
+    Source(PLC_HEALTH, "support", "plc_health", lambda c: c.plc_health()),
     # A repeater's uplink and mesh: at the neighbour scan's pace (a signal moves with every reading).
-    Source(REPEATED, "repeater0", lambda p: p.neighbors, lambda c: c.repeated_aps()),
-    Source(MULTI_AP, "multiap", lambda p: p.neighbors, lambda c: c.multi_ap()),
+    Source(REPEATED, "repeater0", "neighbors", lambda c: c.repeated_aps()),
+    Source(MULTI_AP, "multiap", "neighbors", lambda c: c.multi_ap()),
 )
 
 CAPABILITIES: tuple[Capability, ...] = (

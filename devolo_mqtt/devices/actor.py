@@ -146,7 +146,10 @@ class DeviceActor:
         self.ip = ip
         self.config = config
         self._settings = settings
-        self._polling = settings.polling
+        own = config.polling if config is not None else None
+        # Its own pace where `devices[].polling` says so; the sources switched off are never read.
+        self._polling = own.applied_to(settings.polling) if own else settings.polling
+        self._off = frozenset(s.key for s in capabilities.SOURCES if own and s.setting in own.off)
         self._client_factory = client_factory
         self._hooks = hooks
         self._execute = executor
@@ -232,8 +235,9 @@ class DeviceActor:
 
     @property
     def unsupported(self) -> frozenset[SourceKey[Any]]:
-        """The sources this device said it cannot serve (their entities are not offered)."""
-        return frozenset(self._unsupported)
+        """The sources not read: those the device said it cannot serve and those its configuration
+        switched off (their entities are not offered)."""
+        return frozenset(self._unsupported) | self._off
 
     @property
     def unsupported_sources(self) -> list[str]:
@@ -498,7 +502,7 @@ class DeviceActor:
     def _sources(self) -> list[Source]:
         if self.identity_ is None:
             return []
-        return [s for s in capabilities.sources_for(self.identity_) if s.key not in self._unsupported]
+        return [s for s in capabilities.sources_for(self.identity_) if s.key not in self.unsupported]
 
     def _schedule_all(self, at: float) -> None:
         """Everything is read now — the state's sources, that is; the slower ones (firmware check, WiFi
