@@ -25,6 +25,7 @@ from devolo_mqtt.devices.actor import DeviceActor
 from devolo_mqtt.devices.client import DevoloClient
 from devolo_mqtt.devices.discovery import Discovery
 from devolo_mqtt.devices.registry import DeviceRegistry
+from devolo_mqtt.devices.rollout import Rollout
 from devolo_mqtt.log import REDACTOR
 from devolo_mqtt.mqtt import bridge_requests, inventory
 from devolo_mqtt.mqtt.device_output import MqttDeviceOutput
@@ -83,6 +84,7 @@ class Bridge:
         self.output = MqttDeviceOutput(s, self.publisher, self.ha)
         self.registry = DeviceRegistry(s, self.output, names, clock=clock)
         self.publisher.device_for_mac = self.registry.id_for_mac
+        self.rollout = Rollout(lambda: self.registry.runtimes, event=self.output.event, clock=clock)
         self.wifi = WifiTracker(
             s.wifi,
             names,
@@ -125,7 +127,9 @@ class Bridge:
             registry=self.registry,
             ha=self.ha,
             instance=self.instance,
-            requests=bridge_requests.Context(self.registry, self.output, self.ha, self.diagnostics),
+            requests=bridge_requests.Context(
+                self.registry, self.output, self.ha, self.diagnostics, self.rollout
+            ),
         )
         # A call holds a shared slot for half a second at most (a healthy device answers in
         # milliseconds): dead devices, retried by the library for seconds, never stall the others.
@@ -151,7 +155,7 @@ class Bridge:
                 n: sorted(display_mac(m) for m in net.macs) for n, net in self.networks.networks.items()
             },
         )
-        return {**snapshot, "tasks": len(asyncio.all_tasks())}
+        return {**snapshot, "rollout": self.rollout.status, "tasks": len(asyncio.all_tasks())}
 
     # --- running -------------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -195,6 +199,7 @@ class Bridge:
 
     def _farewell(self) -> list[Outgoing]:
         """At shutdown: every command in hand answered (`bridge stopping`), then every device offline."""
+        self.rollout.cancel()
         self.registry.stop()
         return [*self.output.farewell(), *self.instance.farewell()]
 

@@ -13,7 +13,7 @@ import zxingcpp
 from PIL import Image
 
 from devolo_mqtt.core import capabilities
-from devolo_mqtt.core.model import Json, Overview, PlcDevice, PlcRate
+from devolo_mqtt.core.model import EventData, Overview, PlcDevice, PlcRate
 from devolo_mqtt.mqtt.ha.configs import (
     HaContext,
     HaDevice,
@@ -114,7 +114,7 @@ def test_linkwatch_members_joining_and_leaving(tmp_path: Path) -> None:
 def test_network_monitor_events_matrix_flags_and_weakest(tmp_path: Path) -> None:
     """Through the monitor: degraded/recovered and joined/left events with names, `degraded` per rate,
     the weakest link with its adapters' names, and a map per overview."""
-    events: list[tuple[str, dict[str, Json]]] = []
+    events: list[tuple[str, EventData]] = []
     published: list[dict[str, Any]] = []
     maps: list[str] = []
     monitor = NetworkMonitor(

@@ -11,11 +11,12 @@ from pathlib import Path
 import structlog
 from structlog.testing import capture_logs
 
-from devolo_mqtt.tools.emulator.scenario import Scenario
+from devolo_mqtt.tools.emulator.builtin import DEMO_HOME
+from devolo_mqtt.tools.emulator.scenario import Scenario, parse_scenario
 from devolo_mqtt.tools.emulator.world import Fault
 from tests.conftest import StartBridge, StartEmulator
 from tests.fakes import ManualClock
-from tests.helpers import Broker, Probe, publish, running
+from tests.helpers import Broker, Probe, address_block, publish, running
 
 ROUTER, WIFI_NEXT, WIFI_6 = "1000000000000001", "1000000000000002", "1000000000000003"
 
@@ -306,3 +307,77 @@ async def test_lifecycle_restart_never_empties_a_config_it_publishes_again(
         and not m.payload
     ]
     assert emptied == []
+
+
+def _two_updates() -> Scenario:
+    """The demo home with an update for the router adapter as well as for the Living room."""
+    devices = [
+        {**d, "update": {"version": "7.14.1", "available_after": 30, "install_seconds": 20}}
+        if d["serial"] == ROUTER
+        else d
+        for d in DEMO_HOME["devices"]
+    ]
+    return parse_scenario(
+        {**DEMO_HOME, "devices": devices, "address_base": address_block(), "dynamics": False}
+    )
+
+
+async def test_lifecycle_firmware_rollout_one_at_a_time_router_last(
+    start_emulator: StartEmulator, start_bridge: StartBridge, probe: Probe, broker: Broker, base_topic: str
+) -> None:
+    """`bridge/request/firmware/update` installs every offered update one device at a time, the
+    router-attached adapter last, each waited for until it is back with its new firmware, with events
+    on the bridge and on each device's event topic; a second roll-out meanwhile is refused."""
+    emulator = await start_emulator(_two_updates())
+    emulator.advance(31)
+    await start_bridge()
+    for serial in (ROUTER, WIFI_NEXT):
+        await probe.wait_json(f"{base_topic}/{serial}", lambda s: s.get("update_available") is True)
+    await publish(broker, f"{base_topic}/bridge/request/firmware/update", json.dumps({"transaction": 7}))
+    response = await probe.wait_json(f"{base_topic}/bridge/response/firmware/update", lambda r: True)
+    assert response["status"] == "ok" and response["data"]["order"] == [WIFI_NEXT, ROUTER]
+    await publish(broker, f"{base_topic}/bridge/request/firmware/update", "{}")
+    again = await probe.wait_json(
+        f"{base_topic}/bridge/response/firmware/update", lambda r: r["status"] == "error"
+    )
+    assert "already running" in again["error"]
+    for serial in (WIFI_NEXT, ROUTER):
+        await probe.wait_json(
+            f"{base_topic}/{serial}/event", lambda e: e["event_type"] == "firmware_update_started"
+        )
+        assert emulator.device(serial).installing
+        # One at a time: the router adapter has not been asked while the Living room installs.
+        if serial == WIFI_NEXT:
+            assert emulator.device(ROUTER).requests.get("UpdateFirmwareStart", 0) == 0
+        emulator.advance(25)  # its reboot into the new firmware is over
+        updated = await probe.wait_json(
+            f"{base_topic}/{serial}/event", lambda e: e["event_type"] == "firmware_updated", within=20
+        )
+        assert (updated["from"], updated["to"]) == ("7.12.5", "7.14.1")
+    finished = await probe.wait_json(
+        f"{base_topic}/bridge/event", lambda e: e["type"] == "firmware_rollout_finished", within=20
+    )
+    assert finished["data"]["devices"] == [WIFI_NEXT, ROUTER]
+
+
+async def test_lifecycle_firmware_rollout_stops_at_a_device_that_does_not_come_back(
+    start_emulator: StartEmulator, start_bridge: StartBridge, probe: Probe, broker: Broker, base_topic: str
+) -> None:
+    """A device not back with a new firmware in time stops the roll-out: the router adapter after it
+    is never asked to install, and the failure names both."""
+    emulator = await start_emulator(_two_updates())
+    emulator.advance(31)
+    await start_bridge()
+    for serial in (ROUTER, WIFI_NEXT):
+        await probe.wait_json(f"{base_topic}/{serial}", lambda s: s.get("update_available") is True)
+    await publish(broker, f"{base_topic}/bridge/request/firmware/update", json.dumps({"timeout": 3}))
+    failed = await probe.wait_json(
+        f"{base_topic}/bridge/event", lambda e: e["type"] == "firmware_rollout_failed", within=20
+    )
+    assert failed["data"]["device"] == WIFI_NEXT and failed["data"]["left"] == [ROUTER]
+    assert "within 3 s" in failed["data"]["reason"]
+    assert emulator.device(ROUTER).requests.get("UpdateFirmwareStart", 0) == 0
+    device_event = await probe.wait_json(
+        f"{base_topic}/{WIFI_NEXT}/event", lambda e: "rollout" in e["event_type"]
+    )
+    assert device_event["event_type"] == "firmware_rollout_failed"

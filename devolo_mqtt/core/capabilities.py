@@ -711,6 +711,9 @@ DEVICE_EVENTS: tuple[tuple[str, str], ...] = (
     ("wifi_connected", WIFI),
     ("wifi_disconnected", WIFI),
     ("wifi_roamed", WIFI),
+    ("firmware_update_started", "update"),
+    ("firmware_updated", "update"),
+    ("firmware_rollout_failed", "update"),
     ("wired_connected", PLC),
     ("wired_left", PLC),
 )

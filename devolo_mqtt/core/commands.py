@@ -37,6 +37,8 @@ class Command:
     response_topic: str | None = None
     correlation: bytes | None = None
     answered: bool = False  # each command is answered once, whoever gets there first (a stop, a reply)
+    # Told the answer too (a roll-out waits for its installs); MQTT commands have none.
+    on_answer: Callable[[dict[str, Any]], None] | None = None
 
 
 class Device(capabilities.Target, Protocol):
@@ -145,6 +147,8 @@ class Executor:
         if not command.answered:
             command.answered = True
             self._answer(device_id, command, payload)
+            if command.on_answer is not None:
+                command.on_answer(payload)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 Json = str | int | float | bool | None  # a scalar as published in JSON
+EventData = dict[str, Json | list[str]]  # an event's data: scalars, and lists of ids
 
 # Pseudo features, next to the devices' own Features flags:
 API = "api"  # a manageable device (it has the device API)

@@ -31,7 +31,7 @@ from devolo_mqtt.core.errors import (
     UnsupportedError,
     reason_of,
 )
-from devolo_mqtt.core.model import DeviceIdentity, FirmwareCheck, Json, Overview
+from devolo_mqtt.core.model import DeviceIdentity, EventData, FirmwareCheck, Json, Overview
 from devolo_mqtt.core.store import StoredInts
 from devolo_mqtt.core.tasks import honour_cancellation
 from devolo_mqtt.settings import DeviceConfig, Settings
@@ -95,7 +95,7 @@ class DeviceOutput(Protocol):
 
     def device_availability(self, runtime: DeviceActor) -> None: ...
 
-    def event(self, kind: str, data: dict[str, Json]) -> None: ...
+    def event(self, kind: str, data: EventData) -> None: ...
 
     def source_read(self, runtime: DeviceActor, source: SourceKey[Any], value: Any) -> None: ...
 

@@ -14,7 +14,7 @@ from devolo_mqtt.core import capabilities
 from devolo_mqtt.core.capabilities import PLC_VIEW, SourceKey, T
 from devolo_mqtt.core.changes import ChangeFilter
 from devolo_mqtt.core.clock import iso
-from devolo_mqtt.core.model import DeviceIdentity, Json, PlcDevice, PlcView
+from devolo_mqtt.core.model import DeviceIdentity, EventData, Json, PlcDevice, PlcView
 from devolo_mqtt.settings import DeviceConfig
 
 log = structlog.get_logger("devolo_mqtt.devices.adapter")
@@ -27,7 +27,7 @@ class AdapterOutput(Protocol):
 
     def device_availability(self, runtime: Any) -> None: ...
 
-    def event(self, kind: str, data: dict[str, Json]) -> None: ...
+    def event(self, kind: str, data: EventData) -> None: ...
 
 
 class AdapterRuntime:

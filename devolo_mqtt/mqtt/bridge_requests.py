@@ -8,10 +8,12 @@ from typing import Any
 
 import structlog
 
+from devolo_mqtt.core.capabilities import INSTALL_SECONDS
 from devolo_mqtt.core.errors import CommandError, DevoloMqttError
 from devolo_mqtt.core.inbound import BadPayload, decode_json
 from devolo_mqtt.core.mac import display_mac, normalise_mac
 from devolo_mqtt.devices.registry import DeviceRegistry
+from devolo_mqtt.devices.rollout import Rollout
 from devolo_mqtt.mqtt.device_output import MqttDeviceOutput
 from devolo_mqtt.mqtt.ha.publisher import HaPublisher
 from devolo_mqtt.settings import MAX_NAME
@@ -25,6 +27,7 @@ class Context:
     output: MqttDeviceOutput
     ha: HaPublisher
     diagnostics: Callable[[], dict[str, Any]]
+    rollout: Rollout
 
 
 Handler = Callable[[Context, dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -92,6 +95,22 @@ async def _purge(ctx: Context, _: dict[str, Any]) -> dict[str, Any]:
     return {"cleared": ctx.ha.purge()}
 
 
+async def _firmware_update(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
+    """A roll-out of the offered updates: the devices listed (default: every one with an update),
+    one at a time, the router-attached adapter last; answered with the order at once, progress as
+    events. `timeout`: seconds each device may take to come back with its new firmware."""
+    devices = body.get("devices")
+    if devices is not None and (
+        not isinstance(devices, list) or not devices or not all(isinstance(d, str) for d in devices)
+    ):
+        raise CommandError("firmware/update", "devices must be a non-empty list of device ids")
+    timeout = body.get("timeout", INSTALL_SECONDS)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 1 <= timeout <= 24 * 3600:
+        raise CommandError("firmware/update", "timeout must be seconds from 1 to 86400")
+    order = ctx.rollout.start(devices, timeout=float(timeout))
+    return {"order": [r.id for r in order], "timeout": timeout}
+
+
 async def _diagnostics(ctx: Context, _: dict[str, Any]) -> dict[str, Any]:
     return ctx.diagnostics()
 
@@ -102,4 +121,5 @@ HANDLERS: dict[str, Handler] = {
     "mac/rename": _rename,
     "discovery/republish": _republish,
     "discovery/purge": _purge,
+    "firmware/update": _firmware_update,
 }

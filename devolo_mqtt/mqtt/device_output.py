@@ -11,7 +11,7 @@ from typing import Any
 from devolo_mqtt.core import capabilities
 from devolo_mqtt.core.capabilities import SourceKey
 from devolo_mqtt.core.commands import Command
-from devolo_mqtt.core.model import PLCNET, GuestWifi, Json, NeighborAp, Station
+from devolo_mqtt.core.model import PLCNET, EventData, GuestWifi, Json, NeighborAp, Station
 from devolo_mqtt.devices.actor import DeviceActor
 from devolo_mqtt.devices.registry import DeviceRegistry, Node
 from devolo_mqtt.mqtt import inventory
@@ -172,7 +172,7 @@ class MqttDeviceOutput:
             installing = runtime.current_state().get("update_in_progress") is True
         self._out.update_availability(runtime.id, online=bool(runtime.online) or installing)
 
-    def event(self, kind: str, data: dict[str, Json]) -> None:
+    def event(self, kind: str, data: EventData) -> None:
         """An event on `bridge/event`."""
         self._out.event(kind, data)
 

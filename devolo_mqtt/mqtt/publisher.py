@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from devolo_mqtt.core.clock import iso, utc_now
-from devolo_mqtt.core.model import Json
+from devolo_mqtt.core.model import EventData, Json
 from devolo_mqtt.mqtt.session import MqttSession
 from devolo_mqtt.mqtt.topics import Topics
 
@@ -78,7 +78,7 @@ class Publisher:
         self.mqtt.publish(topic, b"", retain=True)
 
     # --- the bridge ----------------------------------------------------------------------------------
-    def event(self, kind: str, data: dict[str, Json]) -> None:
+    def event(self, kind: str, data: EventData) -> None:
         """A non-retained event on `bridge/event`, and on the event topic of each device it is about
         (flat, with `event_type`: what Home Assistant's and openHAB's event entities read)."""
         ts = iso(utc_now())
@@ -87,7 +87,7 @@ class Publisher:
             flat = dumps({"event_type": kind, "ts": ts, **data})
             self.mqtt.publish(self.topics.device_event(device_id), flat)
 
-    def _about(self, kind: str, data: dict[str, Json]) -> list[str]:
+    def _about(self, kind: str, data: EventData) -> list[str]:
         """The devices an event is about: the one it names, the access point of a WiFi client, the
         sending adapter of a PLC link, the adapter that joined or left."""
         if kind.startswith("wifi_"):
@@ -100,7 +100,7 @@ class Publisher:
             named = data.get("device")
         return [named] if isinstance(named, str) and named else []
 
-    def _by_mac(self, mac: Json) -> str | None:
+    def _by_mac(self, mac: Json | list[str]) -> str | None:
         return self.device_for_mac(mac.replace(":", "").upper()) if isinstance(mac, str) else None
 
     def response(self, op: str, response: dict[str, Any]) -> None:

@@ -19,7 +19,7 @@ from devolo_mqtt.core.capabilities import PLC_HEALTH, PLC_VIEW, round_rate
 from devolo_mqtt.core.changes import ChangeFilter
 from devolo_mqtt.core.errors import DevoloMqttError
 from devolo_mqtt.core.mac import display_mac
-from devolo_mqtt.core.model import PLCNET, Json, Overview, PlcDevice, PlcView
+from devolo_mqtt.core.model import PLCNET, EventData, Overview, PlcDevice, PlcView
 from devolo_mqtt.core.store import JsonStore
 from devolo_mqtt.core.tasks import honour_cancellation
 from devolo_mqtt.devices.actor import DeviceActor
@@ -68,7 +68,7 @@ class NetworkOutput:
 
     rates: Callable[[str, dict[str, Any]], None]  # (network id, matrix)
     map: Callable[[str, list[plcmap.Shape]], None]  # (network id, its picture)
-    event: Callable[[str, dict[str, Json]], None]
+    event: Callable[[str, EventData], None]
     wired: Callable[[str, list[str]], None]  # (device id, the LAN devices behind it)
     networks_changed: Callable[[], None]  # a network was seen for the first time, or is gone
     forget: Callable[[str], None]  # a network id no longer used: clear its retained topics

@@ -21,7 +21,7 @@ import structlog
 from devolo_mqtt.core.changes import ChangeFilter
 from devolo_mqtt.core.clock import iso, utc_now
 from devolo_mqtt.core.mac import colon_mac, display_mac, is_random
-from devolo_mqtt.core.model import Json, Station
+from devolo_mqtt.core.model import EventData, Station
 from devolo_mqtt.core.names import MacNames
 from devolo_mqtt.core.store import JsonStore
 from devolo_mqtt.settings import WifiSettings
@@ -51,7 +51,7 @@ class WifiOutput:
     client_list: Callable[[str, dict[str, Any]], None]
     wired_list: Callable[[str, dict[str, Any]], None]
     presence: Callable[[str, dict[str, Any]], None]
-    event: Callable[[str, dict[str, Json]], None]
+    event: Callable[[str, EventData], None]
     tracker_config: Callable[[str], None]
 
 
