@@ -16,6 +16,7 @@ from zeroconf.asyncio import AsyncZeroconf
 from devolo_mqtt import __version__, heartbeat, memory
 from devolo_mqtt.core.changes import ChangeFilter
 from devolo_mqtt.core.clock import Clock, MonotonicClock
+from devolo_mqtt.core.commands import Command
 from devolo_mqtt.core.errors import DuplicateInstanceError
 from devolo_mqtt.core.mac import display_mac
 from devolo_mqtt.core.names import MacNames
@@ -39,6 +40,7 @@ from devolo_mqtt.mqtt.session import MqttSession, Outgoing, SessionHooks
 from devolo_mqtt.mqtt.topics import Topics
 from devolo_mqtt.plc.linkwatch import LinkWatch
 from devolo_mqtt.plc.monitor import NetworkIds, NetworkMonitor, NetworkOutput
+from devolo_mqtt.plc.watchdog import PlcWatchdog
 from devolo_mqtt.settings import Settings
 from devolo_mqtt.wifi.tracker import WifiOutput, WifiTracker
 
@@ -112,6 +114,7 @@ class Bridge:
                 map=pictures.show,
                 event=self.publisher.event,
                 wired=self.wifi.update_wired,
+                restart=self._watchdog_restart,
                 networks_changed=self.ha.bridge,
                 forget=pictures.forget,
             ),
@@ -119,6 +122,7 @@ class Bridge:
             measured=self.output.network_measured,
             heartbeat=s.polling.heartbeat,
             clock=clock,
+            watchdog=PlcWatchdog(s.plc_watchdog, clock),
         )
         self.output.attach(self.registry, networks=self.networks, wifi=self.wifi)
         self.router = Router(
@@ -155,7 +159,13 @@ class Bridge:
                 n: sorted(display_mac(m) for m in net.macs) for n, net in self.networks.networks.items()
             },
         )
-        return {**snapshot, "rollout": self.rollout.status, "tasks": len(asyncio.all_tasks())}
+        watchdog = self.networks.watchdog.status() if self.networks.watchdog else None
+        return {
+            **snapshot,
+            "rollout": self.rollout.status,
+            "plc_watchdog": watchdog,
+            "tasks": len(asyncio.all_tasks()),
+        }
 
     # --- running -------------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -196,6 +206,12 @@ class Bridge:
             if self.settings.discovery.enabled:
                 discovery = Discovery(zeroconf, self.registry.found, self.registry.gone, accept=self._adopted)
                 group.create_task(discovery.run(), name="devolo_mqtt.discovery")
+
+    def _watchdog_restart(self, device: str, reason: str) -> None:
+        """The PLC watchdog restarts a device: an ordinary `restart` command (its answer is logged)."""
+        runtime = self.registry.runtimes.get(device)
+        if runtime is not None:
+            runtime.submit(Command({"restart": reason}, single_key=True))
 
     def _farewell(self) -> list[Outgoing]:
         """At shutdown: every command in hand answered (`bridge stopping`), then every device offline."""

@@ -206,6 +206,17 @@ class PollingSettings(_Section):
         return int(max(3 * self.network, gap) + 1)
 
 
+class PlcWatchdogSettings(_Section):
+    """Restart an adapter whose PLC links stay degraded, or that stays missing (opt-in), within limits."""
+
+    enabled: bool = False
+    dry_run: bool = False  # decide and report (events, diagnostics), restart nothing
+    after: Annotated[int, Field(ge=2, le=100)] = 3  # bad network overviews in a row before a restart
+    max_restarts: Annotated[int, Field(ge=1, le=20)] = 3  # per adapter within `window`…
+    window: Annotated[float, Field(gt=0)] = 6 * 3600.0  # …seconds; then it gives up on that adapter
+    allow_router: bool = False  # may restart the router-attached adapter (cuts the network off a while)
+
+
 class HomeAssistantSettings(_Section):
     """Home Assistant MQTT discovery."""
 
@@ -266,6 +277,7 @@ class Settings(BaseSettings):
     homeassistant: HomeAssistantSettings = HomeAssistantSettings()
     guest_wifi: GuestSettings = GuestSettings()
     wifi: WifiSettings = WifiSettings()
+    plc_watchdog: PlcWatchdogSettings = PlcWatchdogSettings()
     mac_names: dict[str, Annotated[str, Field(min_length=1, max_length=MAX_NAME)]] = {}
     logging: LoggingSettings = LoggingSettings()
     data_dir: Path = Path("data")

@@ -714,6 +714,8 @@ DEVICE_EVENTS: tuple[tuple[str, str], ...] = (
     ("firmware_update_started", "update"),
     ("firmware_updated", "update"),
     ("firmware_rollout_failed", "update"),
+    ("plc_watchdog_restart", PLC),
+    ("plc_watchdog_gave_up", PLC),
     ("wired_connected", PLC),
     ("wired_left", PLC),
 )

@@ -7,10 +7,13 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from devolo_mqtt.core.capabilities import DEVICE_EVENTS
 from devolo_mqtt.core.clock import iso, utc_now
 from devolo_mqtt.core.model import EventData, Json
 from devolo_mqtt.mqtt.session import MqttSession
 from devolo_mqtt.mqtt.topics import Topics
+
+DEVICE_EVENT_KINDS = frozenset(kind for kind, _ in DEVICE_EVENTS)
 
 
 def dumps(payload: Any) -> str:
@@ -89,7 +92,10 @@ class Publisher:
 
     def _about(self, kind: str, data: EventData) -> list[str]:
         """The devices an event is about: the one it names, the access point of a WiFi client, the
-        sending adapter of a PLC link, the adapter that joined or left."""
+        sending adapter of a PLC link, the adapter that joined or left. Only the kinds a device's event
+        entity declares (Home Assistant warns about any other)."""
+        if kind not in DEVICE_EVENT_KINDS:
+            return []
         if kind.startswith("wifi_"):
             named = data.get("ap")
         elif kind.startswith("plc_link_"):

@@ -26,6 +26,7 @@ from devolo_mqtt.devices.actor import DeviceActor
 from devolo_mqtt.devices.adapter import AdapterRuntime
 from devolo_mqtt.plc import plcmap, ratematrix
 from devolo_mqtt.plc.linkwatch import LinkChanges, LinkWatch
+from devolo_mqtt.plc.watchdog import Decision, PlcWatchdog, Target
 
 log = structlog.get_logger("devolo_mqtt.plc.monitor")
 
@@ -72,6 +73,7 @@ class NetworkOutput:
     wired: Callable[[str, list[str]], None]  # (device id, the LAN devices behind it)
     networks_changed: Callable[[], None]  # a network was seen for the first time, or is gone
     forget: Callable[[str], None]  # a network id no longer used: clear its retained topics
+    restart: Callable[[str, str], None] = lambda _device, _reason: None  # the watchdog restarts one
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +101,7 @@ class NetworkMonitor:
         measured: Callable[[list[str]], None],
         heartbeat: float,
         clock: Callable[[], float],
+        watchdog: PlcWatchdog | None = None,
     ) -> None:
         self._interval = interval
         self._ids = ids
@@ -110,6 +113,7 @@ class NetworkMonitor:
         self._watch = watch
         self._measured = measured
         self._heartbeat, self._clock = heartbeat, clock
+        self.watchdog = watchdog
         self._changes: dict[str, ChangeFilter] = {}  # per network: its matrix, measurement time aside
         self.networks: dict[str, _Network] = {}
         self.unmanaged: dict[str, Unmanaged] = {}
@@ -228,6 +232,7 @@ class NetworkMonitor:
         self._tell(
             network_id, self._watch.observe(network_id, macs, ((r.src, r.dst, r.tx) for r in overview.rates))
         )
+        self._watch_over(network_id, overview, routers)
         matrix = ratematrix.build(
             network_id,
             overview,
@@ -281,6 +286,45 @@ class NetworkMonitor:
                 self._out.event(
                     kind, {"network": network_id, "mac": display_mac(mac), "name": self.name_for(mac)}
                 )
+
+    def _watch_over(self, network_id: str, overview: Overview, routers: frozenset[str]) -> None:
+        """The watchdog's look at this overview (when it is on), and what it decides carried out."""
+        if self.watchdog is None or not self.watchdog.settings.enabled:
+            return
+        macs = [d.mac for d in overview.devices]
+        degraded = [(r.src, r.dst) for r in overview.rates if self._watch.degraded(r.src, r.dst)]
+        for decision in self.watchdog.observe(network_id, macs, degraded, routers, self._target):
+            self._carry_out(decision)
+
+    def _target(self, mac: str) -> Target:
+        """What the watchdog may do with an adapter: a manageable, reachable device can be restarted."""
+        runtime = next(
+            (r for r in self._members() if r.identity_ is not None and r.identity.mac == mac), None
+        )
+        if runtime is not None:
+            return Target(runtime.id, runtime.online is True)
+        adapter = self._adapters.get(mac)
+        return Target(adapter.id if adapter else None, restartable=False)
+
+    def _carry_out(self, decision: Decision) -> None:
+        """A watchdog decision: an event, and (unless a dry run) the restart."""
+        assert self.watchdog is not None
+        dry = self.watchdog.settings.dry_run
+        data: EventData = {
+            "device": decision.device,
+            "mac": display_mac(decision.mac),
+            "name": self.name_for(decision.mac),
+            "network": decision.network,
+            "reason": decision.reason,
+        }
+        if decision.kind == "restart":
+            log.warning("plc_watchdog_restart", device=decision.device, reason=decision.reason, dry_run=dry)
+            self._out.event("plc_watchdog_restart", {**data, "dry_run": dry})
+            if not dry and decision.device is not None:
+                self._out.restart(decision.device, decision.reason)
+        else:
+            log.warning("plc_watchdog_gave_up", device=decision.device, reason=decision.reason)
+            self._out.event("plc_watchdog_gave_up", data)
 
     def display_names(self) -> dict[str, str]:
         """Every network's name as people read it: the name configured for it (`devices[].network`),

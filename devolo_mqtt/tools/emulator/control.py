@@ -6,6 +6,7 @@
     wire <lan device mac> <adapter serial | away>   (plug a LAN device into an adapter's port, or unplug it)
     advance <seconds>
     rate <from serial> <to serial> <Mbit/s | base>   (hold a PLC link's rate; `base` lets it go)
+    hang <from serial> <to serial> <Mbit/s>   (hold it until either end restarts: a hung PLC chip)
     silence <serial> <deviceapi|plcnet> <N | Ts | on>   (its next N mDNS queries, T seconds, or until
                                                          `speak`, unanswered)
     speak <serial> <deviceapi|plcnet>   (the service answers again, and the device announces itself)
@@ -53,6 +54,7 @@ def apply(emulator: Emulator, line: str) -> str:
             3,
             lambda a: emulator.world.set_link_rate(a[0], a[1], None if a[2] == "base" else float(a[2])),
         ),
+        "hang": (3, lambda a: emulator.world.set_link_rate(a[0], a[1], float(a[2]), heals=True)),
         "silence": (3, lambda a: _silence(emulator, *a)),
         "health": (3, lambda a: _health(emulator, *a)),
         "speak": (2, lambda a: emulator.speak(a[0], a[1])),

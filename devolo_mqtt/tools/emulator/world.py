@@ -141,6 +141,7 @@ class Link:
     tx: float
     rx: float
     held: bool = False  # set by hand (`World.set_link_rate`): the drift leaves it alone
+    heals: bool = False  # a restart of either end lets it go back to its nominal rate
 
 
 class World:
@@ -228,6 +229,11 @@ class World:
         device.down_until = self.now + down
         device.booted_at = device.down_until
         device.locate_until = 0.0
+        mac = device.plc_mac
+        for (src, dst), link in self.links.items():
+            if link.heals and mac in (src, dst):  # a hung PLC chip's link, healed by the reboot
+                link.held = link.heals = False
+                link.tx, link.rx = link.base, link.base * 0.95
 
     def start_update(self, device: EmulatedDevice) -> bool:
         """Install the available update: the device reboots into the new firmware."""
@@ -237,9 +243,10 @@ class World:
         self.restart(device, device.spec.update.install_seconds)
         return True
 
-    def set_link_rate(self, src: str, dst: str, rate: float | None) -> None:
+    def set_link_rate(self, src: str, dst: str, rate: float | None, *, heals: bool = False) -> None:
         """Hold the PLC link from one device to another (serials) at `rate` Mbit/s; None lets it go back
-        to its nominal rate (and drift again)."""
+        to its nominal rate (and drift again). `heals`: a restart of either end ends the hold (a hung
+        chip); otherwise the link stays bad whatever restarts (bad wiring)."""
         macs = (self.devices[src].plc_mac, self.devices[dst].plc_mac)
         if macs not in self.links:
             raise ValueError(f"no PLC link from {src} to {dst}")
@@ -247,6 +254,7 @@ class World:
         if rate is not None and not 0 <= rate <= 10_000:
             raise ValueError("rate must be 0 to 10000 Mbit/s")
         link.held = rate is not None
+        link.heals = heals and rate is not None
         link.tx = link.base if rate is None else rate
         link.rx = link.tx * 0.95
 
