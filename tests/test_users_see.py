@@ -62,6 +62,8 @@ def _check_templates(topic: str, config: dict[str, Any], states: dict[str, list[
                 assert isinstance(json.loads(rendered), dict), (topic, rendered)  # HA wants an object
             elif component in ("binary_sensor", "switch"):
                 assert rendered in ("ON", "OFF", "None"), (topic, rendered)
+            elif config.get("device_class") == "signal_strength":
+                assert rendered == "None" or -120 <= float(rendered) <= 0, (topic, rendered)  # dBm
             elif config.get("state_class") == "measurement" or component == "number":
                 assert rendered == "None" or float(rendered) >= 0, (topic, rendered)
             elif component == "update" and field == "value_template":
