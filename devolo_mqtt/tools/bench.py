@@ -258,6 +258,15 @@ class Watcher:
                 (self.online.add if raw == b"online" else self.online.discard)(parts[1])
             self.changed.set()
 
+    async def quiet(self, seconds: float, within: float) -> None:
+        """Wait until no message came for `seconds` (the bridge's start-up reads are over), or `within`."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            seen = self.count
+            await asyncio.sleep(seconds)
+            if self.count == seen:
+                return
+
     async def until(self, condition: Callable[[], bool], within: float) -> None:
         """Wait for `condition`, woken by every message."""
         async with asyncio.timeout(within):
@@ -358,6 +367,9 @@ async def _one_broker(
             lambda: everyone <= everything.online and everyone <= set(everything.leds), 120
         )
         await ha.until(lambda: everyone <= set(ha.leds), 30)
+        # Steady state, as users command: not while the bridge's slower first reads (firmware check,
+        # neighbours, the support dumps …) still run right after its start.
+        await everything.quiet(1.0, 30)
         out = {}
         for kind, commander, qos in (("ha", ha, 1), ("hash", everything, 0)):
             latencies = await _timed_sets(commander, serials, commands, rng, qos)
