@@ -13,6 +13,7 @@ from tests.helpers import Probe, until
 
 R, A, B = "00005E005301", "00005E005302", "00005E005303"  # R is attached to the router
 NET = "home"
+ROUTER, LIVING = "1000000000000001", "1000000000000002"  # the demo home's router adapter, Living room
 
 
 def _watchdog(clock: ManualClock, **settings: object) -> PlcWatchdog:
@@ -92,31 +93,21 @@ async def test_watchdog_heals_a_hung_link_by_restarting_its_adapter(
     """Against the emulated home: the Living room's link to the router adapter hangs (20 Mbit/s until
     either end restarts); after three degraded overviews the watchdog restarts the Living room (an
     event on it and on the bridge), the link recovers, and the router adapter was never restarted."""
-    living, router = "1000000000000002", "1000000000000001"
-    emulator = await start_home(
-        demo_scenario,
-        start_emulator,
-        start_bridge,
-        probe,
-        base_topic,
-        polling={"network": 0.5},
-        plc_watchdog={"enabled": True},
+    emulator = await _measured_home(
+        demo_scenario, start_emulator, start_bridge, probe, base_topic, {"enabled": True}
     )
-    await probe.wait_json(f"{base_topic}/{living}", lambda s: s.get("tx_rate_00005e005301") is not None)
-    asked = _overviews(emulator)
-    await until(lambda: _overviews(emulator) >= asked + 4, what="the link's median: healthy overviews")
-    emulator.world.set_link_rate(living, router, 20.0, heals=True)
+    emulator.world.set_link_rate(LIVING, ROUTER, 20.0, heals=True)
     restart = await probe.wait_json(
-        f"{base_topic}/{living}/event", lambda e: e["event_type"] == "plc_watchdog_restart", within=20
+        f"{base_topic}/{LIVING}/event", lambda e: e["event_type"] == "plc_watchdog_restart", within=20
     )
     assert restart["dry_run"] is False and "degraded" in restart["reason"]
-    await until(lambda: emulator.device(living).requests.get("Restart", 0) == 1, what="the restart")
+    await until(lambda: emulator.device(LIVING).requests.get("Restart", 0) == 1, what="the restart")
     emulator.advance(25)  # the reboot is over
     recovered = await probe.wait_json(
         f"{base_topic}/bridge/event", lambda e: e["type"] == "plc_link_recovered", within=20
     )
     assert recovered["data"]["from_name"] == "Living room"
-    assert emulator.device(router).requests.get("Restart", 0) == 0
+    assert emulator.device(ROUTER).requests.get("Restart", 0) == 0
 
 
 async def test_watchdog_dry_run_reports_and_the_breaker_gives_up_on_bad_wiring(
@@ -128,7 +119,34 @@ async def test_watchdog_dry_run_reports_and_the_breaker_gives_up_on_bad_wiring(
 ) -> None:
     """A link that stays bad whatever restarts (bad wiring): in a dry run the watchdog reports the
     restart it would do (and does not), then its breaker (one restart allowed) gives up — once."""
-    living, router = "1000000000000002", "1000000000000001"
+    watchdog: dict[str, object] = {"enabled": True, "dry_run": True, "max_restarts": 1}
+    emulator = await _measured_home(demo_scenario, start_emulator, start_bridge, probe, base_topic, watchdog)
+    emulator.world.set_link_rate(LIVING, ROUTER, 20.0)
+    would = await probe.wait_json(
+        f"{base_topic}/bridge/event", lambda e: e["type"] == "plc_watchdog_restart", within=20
+    )
+    assert would["data"]["dry_run"] is True and would["data"]["device"] == LIVING
+    gave_up = await probe.wait_json(
+        f"{base_topic}/{LIVING}/event", lambda e: e["event_type"] == "plc_watchdog_gave_up", within=20
+    )
+    assert "circuit breaker" in gave_up["reason"]
+    asked = _overviews(emulator)
+    await until(lambda: _overviews(emulator) >= asked + 4, what="more bad overviews")
+    events = [m.json()["type"] for m in probe.on(f"{base_topic}/bridge/event")]
+    assert events.count("plc_watchdog_gave_up") == 1 and events.count("plc_watchdog_restart") == 1
+    assert emulator.device(LIVING).requests.get("Restart", 0) == 0
+
+
+async def _measured_home(
+    demo_scenario: Scenario,
+    start_emulator: StartEmulator,
+    start_bridge: StartBridge,
+    probe: Probe,
+    base_topic: str,
+    watchdog: dict[str, object],
+) -> Emulator:
+    """The demo home with a watchdog and fast network rounds, after enough healthy overviews for the
+    Living room's link to the router adapter to have its median."""
     emulator = await start_home(
         demo_scenario,
         start_emulator,
@@ -136,25 +154,12 @@ async def test_watchdog_dry_run_reports_and_the_breaker_gives_up_on_bad_wiring(
         probe,
         base_topic,
         polling={"network": 0.5},
-        plc_watchdog={"enabled": True, "dry_run": True, "max_restarts": 1},
+        plc_watchdog=watchdog,
     )
-    await probe.wait_json(f"{base_topic}/{living}", lambda s: s.get("tx_rate_00005e005301") is not None)
+    await probe.wait_json(f"{base_topic}/{LIVING}", lambda s: s.get("tx_rate_00005e005301") is not None)
     asked = _overviews(emulator)
     await until(lambda: _overviews(emulator) >= asked + 4, what="the link's median: healthy overviews")
-    emulator.world.set_link_rate(living, router, 20.0)
-    would = await probe.wait_json(
-        f"{base_topic}/bridge/event", lambda e: e["type"] == "plc_watchdog_restart", within=20
-    )
-    assert would["data"]["dry_run"] is True and would["data"]["device"] == living
-    gave_up = await probe.wait_json(
-        f"{base_topic}/{living}/event", lambda e: e["event_type"] == "plc_watchdog_gave_up", within=20
-    )
-    assert "circuit breaker" in gave_up["reason"]
-    asked = _overviews(emulator)
-    await until(lambda: _overviews(emulator) >= asked + 4, what="more bad overviews")
-    events = [m.json()["type"] for m in probe.on(f"{base_topic}/bridge/event")]
-    assert events.count("plc_watchdog_gave_up") == 1 and events.count("plc_watchdog_restart") == 1
-    assert emulator.device(living).requests.get("Restart", 0) == 0
+    return emulator
 
 
 def _overviews(emulator: Emulator) -> int:
