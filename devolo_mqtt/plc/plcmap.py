@@ -10,6 +10,7 @@ more than it saves) and `png` paints them with Pillow (imported only when a PNG 
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 from dataclasses import dataclass
@@ -329,6 +330,7 @@ def _dashed(pen: Any, line: Line) -> None:
         at = end + off
 
 
+@functools.lru_cache(maxsize=8)  # a handful of sizes; loading decodes the font each time (~1 ms)
 def _font(size: int) -> Any:
     from PIL import ImageFont  # noqa: PLC0415
 
