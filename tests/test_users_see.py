@@ -177,6 +177,8 @@ async def test_users_see_no_message_while_nothing_changes(
         demo_scenario, start_emulator, start_bridge, probe, base_topic, polling=polling
     )
     await until(lambda: any("/network/" in m.topic for m in probe.messages), what="a rate matrix")
+    # The start's last one-off messages: each map's PNG, painted once its picture has settled.
+    await until(lambda: _pngs(probe) >= 2, within=20, what="both maps' PNGs")
     await until(lambda: time.monotonic() - probe.messages[-1].at > 2.5, within=20, what="a quiet moment")
     reads = sum(sum(d.requests.values()) for d in emulator.world.devices.values())
     quiet_from = time.monotonic()
@@ -184,6 +186,10 @@ async def test_users_see_no_message_while_nothing_changes(
     published = [m.topic for m in probe.messages if m.at >= quiet_from]
     assert sum(sum(d.requests.values()) for d in emulator.world.devices.values()) - reads >= 5 * 5 * 3
     assert published == [], Counter(published)
+
+
+def _pngs(probe: Probe) -> int:
+    return len({m.topic for m in probe.messages if m.topic.endswith("/map/png") and m.payload})
 
 
 async def test_users_see_purge_then_republish_restores_every_config(
