@@ -62,8 +62,19 @@ def test_watchdog_breaker_gives_up_once_per_episode_and_spares_the_router() -> N
     assert w.status()["gave_up"] == []
     clock.t += 3600
     assert _overview(w, [(A, R)]) + _overview(w, [(A, R)]) == ["restart a"]  # the window has passed
-    router_only = _watchdog(ManualClock(), after=2)
-    assert _overview(router_only, [(R, A)], present=(R, A)) == []
+    # A link to the router adapter blames the other end, whichever way it degraded.
+    either_way = _watchdog(ManualClock(), after=2)
+    assert _overview(either_way, [(R, A)]) + _overview(either_way, [(R, A)]) == ["restart a"]
+    # The router adapter itself to blame (missing from its network): given up on, unless allowed.
+    spared, allowed = _watchdog(ManualClock(), after=2), _watchdog(ManualClock(), after=2, allow_router=True)
+    for watchdog in (spared, allowed):
+        assert _overview(watchdog, []) == []  # every member seen once
+    missing = [d for _ in range(2) for d in spared.observe(NET, (A, B), [], {R}, _reachable)]
+    assert [f"{d.kind} {d.device}" for d in missing] == ["gave_up router"]
+    assert "attached to the router" in missing[0].reason
+    assert _overview(allowed, [], present=(A, B)) + _overview(allowed, [], present=(A, B)) == [
+        "restart router"
+    ]
     degraded_both_ways = [(R, A), (A, R), (R, B), (B, R)]
     both = _watchdog(ManualClock(), after=2)
     _overview(both, degraded_both_ways)

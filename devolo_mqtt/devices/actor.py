@@ -502,7 +502,12 @@ class DeviceActor:
     def _sources(self) -> list[Source]:
         if self.identity_ is None:
             return []
-        return [s for s in capabilities.sources_for(self.identity_) if s.key not in self.unsupported]
+        skipped = self._unsupported
+        return [
+            s
+            for s in capabilities.sources_for(self.identity_)
+            if s.key not in skipped and s.key not in self._off
+        ]
 
     def _schedule_all(self, at: float) -> None:
         """Everything is read now — the state's sources, that is; the slower ones (firmware check, WiFi

@@ -232,7 +232,7 @@ class NetworkMonitor:
         self._tell(
             network_id, self._watch.observe(network_id, macs, ((r.src, r.dst, r.tx) for r in overview.rates))
         )
-        self._watch_over(network_id, overview, routers)
+        self._watch_over(network_id, macs, overview, routers, runtimes)
         matrix = ratematrix.build(
             network_id,
             overview,
@@ -287,24 +287,28 @@ class NetworkMonitor:
                     kind, {"network": network_id, "mac": display_mac(mac), "name": self.name_for(mac)}
                 )
 
-    def _watch_over(self, network_id: str, overview: Overview, routers: frozenset[str]) -> None:
+    def _watch_over(
+        self,
+        network_id: str,
+        macs: list[str],
+        overview: Overview,
+        routers: frozenset[str],
+        runtimes: dict[str | None, DeviceActor],
+    ) -> None:
         """The watchdog's look at this overview (when it is on), and what it decides carried out."""
         if self.watchdog is None or not self.watchdog.settings.enabled:
             return
-        macs = [d.mac for d in overview.devices]
-        degraded = [(r.src, r.dst) for r in overview.rates if self._watch.degraded(r.src, r.dst)]
-        for decision in self.watchdog.observe(network_id, macs, degraded, routers, self._target):
-            self._carry_out(decision)
 
-    def _target(self, mac: str) -> Target:
-        """What the watchdog may do with an adapter: a manageable, reachable device can be restarted."""
-        runtime = next(
-            (r for r in self._members() if r.identity_ is not None and r.identity.mac == mac), None
-        )
-        if runtime is not None:
-            return Target(runtime.id, runtime.online is True)
-        adapter = self._adapters.get(mac)
-        return Target(adapter.id if adapter else None, restartable=False)
+        def target(mac: str) -> Target:
+            """A manageable, reachable device can be restarted; an adapter without API cannot."""
+            if (runtime := runtimes.get(mac)) is not None:
+                return Target(runtime.id, runtime.online is True)
+            adapter = self._adapters.get(mac)
+            return Target(adapter.id if adapter else None, restartable=False)
+
+        degraded = [(r.src, r.dst) for r in overview.rates if self._watch.degraded(r.src, r.dst)]
+        for decision in self.watchdog.observe(network_id, macs, degraded, routers, target):
+            self._carry_out(decision)
 
     def _carry_out(self, decision: Decision) -> None:
         """A watchdog decision: an event, and (unless a dry run) the restart."""
